@@ -1,0 +1,212 @@
+#include "agent.h"
+
+#include <bpf/libbpf.h>
+#include <fmt/format.h>
+
+#include <mutex>
+
+#include "bpf_loader.h"
+#include "ecs.h"
+#include "egress_counters.h"
+#include "event_decoder.h"
+#include "event_log.h"
+#include "feature_probe.h"
+#include "flow_table.h"
+#include "metrics.h"
+#include "process_table.h"
+#include "redact.h"
+#include "version.h"
+
+namespace egressd {
+namespace {
+
+constexpr uint64_t kMs = 1'000'000;
+constexpr uint64_t kKeepExitedNs = 120'000 * kMs;  // flows may end after their process
+
+const char* event_type_name(uint16_t type) {
+  switch (type) {
+    case EVENT_EXEC: return "exec";
+    case EVENT_FORK: return "fork";
+    case EVENT_EXIT: return "exit";
+    case EVENT_CONNECT: return "connect";
+    case EVENT_CONNECT_RESULT: return "connect_result";
+    case EVENT_SOCK_CLOSE: return "close";
+    default: return "unknown";
+  }
+}
+
+}  // namespace
+
+struct Agent::State {
+  explicit State(Config c)
+      : cfg(std::move(c)),
+        host(HostInfo::current(EGRESSD_VERSION)),
+        procs(cfg.proc_root, host.boot_id.substr(0, 8)) {}
+
+  Config cfg;
+  HostInfo host;
+  Clock clock;
+  Redactor redactor;
+  ProcessTable procs;
+  EgressCounters counters;
+  std::unique_ptr<EventLog> log;
+  std::unique_ptr<FlowTable> flows;
+  std::unique_ptr<BpfPrograms> bpf;
+  std::unique_ptr<MetricsServer> metrics;
+  ring_buffer* ring = nullptr;
+
+  // Health numbers the event loop writes and scrapes read.
+  mutable std::mutex health_mu;
+  std::map<std::string, uint64_t> ring_events;
+  std::map<std::string, uint64_t> decode_errors;
+  uint64_t open_flows = 0, processes = 0, log_lines = 0, log_failures = 0;
+
+  void handle(const void* data, size_t len);
+  void poll_kernel(bool live_sockets);
+  AgentHealth health() const;
+  void publish_health();
+  void log_agent(const char* action, const char* type);
+};
+
+void Agent::State::handle(const void* data, size_t len) {
+  auto decoded = decode_event(data, len);
+  if (auto* err = std::get_if<DecodeError>(&decoded)) {
+    std::lock_guard lock(health_mu);
+    ++decode_errors[fmt::format("decode_{}", decode_error_name(*err))];
+    return;
+  }
+  Event& ev = std::get<Event>(decoded);
+  std::visit(
+      [&](auto& e) {
+        using T = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<T, ExecRecord>) {
+          procs.on_exec(e);
+        } else if constexpr (std::is_same_v<T, fork_event>) {
+          procs.on_fork(e);
+        } else if constexpr (std::is_same_v<T, exit_event>) {
+          procs.on_exit({e.proc.tgid, e.proc.start_ns}, e.hdr.ts_boot_ns);
+        } else if constexpr (std::is_same_v<T, connect_event>) {
+          flows->on_connect(e);
+        } else if constexpr (std::is_same_v<T, connect_result_event>) {
+          flows->on_connect_result(e);
+        } else if constexpr (std::is_same_v<T, sock_close_event>) {
+          flows->on_close(e);
+        }
+      },
+      ev);
+  event_header h;
+  std::memcpy(&h, data, sizeof(h));
+  std::lock_guard lock(health_mu);
+  ++ring_events[event_type_name(h.type)];
+}
+
+void Agent::State::poll_kernel(bool live_sockets) {
+  if (live_sockets) flows->on_live_sockets(bpf->live_sockets());
+  auto ended = flows->on_extra_flows(bpf->extra_flows());
+  bpf->delete_extra_flows(ended);
+}
+
+AgentHealth Agent::State::health() const {
+  AgentHealth h;
+  auto k = bpf->kernel_stats();
+  h.events_lost["ringbuf_full"] = k[KSTAT_RINGBUF_FULL];
+  h.map_full["procs"] = k[KSTAT_PROC_MAP_FULL];
+  h.map_full["flow_extra"] = k[KSTAT_FLOW_MAP_FULL];
+  h.map_full["sk_storage"] = k[KSTAT_SK_STORAGE_FAIL];
+  h.truncated["executable"] = k[KSTAT_PATH_TRUNCATED];
+  h.truncated["args"] = k[KSTAT_ARGS_TRUNCATED];
+  h.kernel_read_failures = k[KSTAT_READ_FAIL];
+  auto [entries, capacity] = bpf->process_map_fill();
+  h.process_map_entries = entries;
+  h.process_map_capacity = capacity;
+  std::lock_guard lock(health_mu);
+  for (const auto& [reason, n] : decode_errors) h.events_lost[reason] = n;
+  h.ring_events = ring_events;
+  h.open_flows = open_flows;
+  h.processes = processes;
+  h.log_lines = log_lines;
+  h.log_write_failures = log_failures;
+  return h;
+}
+
+void Agent::State::publish_health() {
+  std::lock_guard lock(health_mu);
+  open_flows = flows->open_flows();
+  processes = procs.size();
+  log_lines = log->lines();
+  log_failures = log->write_failures();
+}
+
+void Agent::State::log_agent(const char* action, const char* type) {
+  nlohmann::json j = ecs_event(host, action, "event", {"host"}, {type},
+                               clock.to_wall_ns(clock.boot_now_ns()));
+  j["egressd"]["metrics"]["address"] = metrics ? metrics->bound_address() : "";
+  j["egressd"]["hooks"] = bpf ? bpf->attached() : std::vector<std::string>{};
+  j["egressd"]["kernel"]["release"] = probe_features(cfg.proc_root).kernel_release;
+  log->write(j);
+  log->flush();
+}
+
+Agent::Agent(Config cfg) : s_(std::make_unique<State>(std::move(cfg))) {}
+
+Agent::~Agent() {
+  if (s_ && s_->ring) ring_buffer__free(s_->ring);
+}
+
+void Agent::start() {
+  State& s = *s_;
+  FeatureReport features = probe_features(s.cfg.proc_root);
+  if (auto problem = features.first_problem(); !problem.empty()) throw std::runtime_error(problem);
+  s.cfg.load.cgroup_path = features.cgroup2_path;
+  for (const auto& p : s.cfg.redact_patterns) s.redactor.add_pattern(p);
+
+  s.log = EventLog::open(s.cfg.log_file);
+  s.flows = std::make_unique<FlowTable>(
+      FlowTableDeps{s.procs, s.counters, *s.log, s.host, s.clock, s.redactor});
+  s.bpf = BpfPrograms::load(s.cfg.load);
+  // Listen before attaching: a port in use fails fast, with nothing attached.
+  auto collector = std::make_shared<AgentCollector>(
+      s.counters, [&s] { return s.health(); }, EGRESSD_VERSION);
+  s.metrics = std::make_unique<MetricsServer>(s.cfg.metrics_address, collector);
+  s.bpf->attach();
+  for (const auto& rec : s.bpf->running_processes()) s.procs.on_exec(rec);
+
+  s.ring = ring_buffer__new(
+      s.bpf->ring_buffer_fd(),
+      [](void* ctx, void* data, size_t len) {
+        static_cast<State*>(ctx)->handle(data, len);
+        return 0;
+      },
+      &s, nullptr);
+  if (!s.ring) throw LoaderError("open ring buffer", errno);
+  s.publish_health();
+  s.log_agent("agent-started", "start");
+}
+
+int Agent::run(const std::atomic<bool>& stop) {
+  State& s = *s_;
+  uint64_t next_poll = 0;
+  while (!stop.load()) {
+    ring_buffer__poll(s.ring, static_cast<int>(s.cfg.drain_interval_ms));
+    ring_buffer__consume(s.ring);
+    const uint64_t now = s.clock.boot_now_ns();
+    const bool full_poll = now >= next_poll;
+    if (full_poll || s.flows->extra_ends_pending()) {
+      s.poll_kernel(full_poll);
+      if (full_poll) next_poll = now + s.cfg.poll_interval_ms * kMs;
+    }
+    s.flows->emit_updates(now, s.cfg.update_interval_ms * kMs);
+    s.procs.expire(now, kKeepExitedNs);
+    s.log->flush();
+    s.publish_health();
+  }
+  // Nothing counted is lost at shutdown: read what is left, then log every
+  // open flow with its final count.
+  ring_buffer__consume(s.ring);
+  s.poll_kernel(true);
+  s.flows->flush_all(s.clock.boot_now_ns(), "agent-stopped");
+  s.log_agent("agent-stopped", "end");
+  return 0;
+}
+
+}  // namespace egressd

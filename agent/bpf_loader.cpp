@@ -1,0 +1,195 @@
+#include "bpf_loader.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "egressd_bpf.skel.h"
+
+namespace egressd {
+namespace {
+
+std::string err_text(int err) {
+  const char* name = strerrorname_np(err);
+  return fmt::format("{} ({})", name ? name : std::to_string(err), strerror(err));
+}
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
+LoaderError::LoaderError(const std::string& step, int err)
+    : std::runtime_error(fmt::format("{}: {}", step, err_text(err))), err_(err) {}
+
+std::unique_ptr<BpfPrograms> BpfPrograms::load(const LoadOptions& opts) {
+  std::unique_ptr<BpfPrograms> p(new BpfPrograms());
+  p->opts_ = opts;
+  p->skel_ = egressd_bpf__open();
+  if (!p->skel_) throw LoaderError("open BPF object", errno);
+  egressd_bpf* s = p->skel_;
+  s->rodata->ringbuf_wakeup_bytes = opts.ring_wakeup_bytes;
+  if (int err = bpf_map__set_max_entries(s->maps.events, opts.ring_buffer_bytes))
+    throw LoaderError("size ring buffer", -err);
+  if (int err = bpf_map__set_max_entries(s->maps.procs, opts.process_table_entries))
+    throw LoaderError("size process table", -err);
+  if (int err = bpf_map__set_max_entries(s->maps.flow_extra, opts.flow_table_entries))
+    throw LoaderError("size flow table", -err);
+  if (int err = egressd_bpf__load(s)) throw LoaderError("load BPF programs", -err);
+  return p;
+}
+
+BpfPrograms::~BpfPrograms() {
+  for (auto it = links_.rbegin(); it != links_.rend(); ++it) bpf_link__destroy(*it);
+  if (skel_) egressd_bpf__destroy(skel_);
+}
+
+void BpfPrograms::attach_tracing(const char* name, bpf_program* prog) {
+  bpf_link* link = bpf_program__attach(prog);
+  if (!link) throw LoaderError(fmt::format("attach {}", name), errno);
+  links_.push_back(link);
+  attached_.push_back(fmt::format("{} -> {}", name, bpf_program__section_name(prog)));
+}
+
+void BpfPrograms::attach_cgroup(const char* name, bpf_program* prog, int cgroup_fd) {
+  bpf_link* link = bpf_program__attach_cgroup(prog, cgroup_fd);
+  if (!link) throw LoaderError(fmt::format("attach {} to cgroup {}", name, opts_.cgroup_path), errno);
+  links_.push_back(link);
+  attached_.push_back(fmt::format("{} -> {} ({})", name, bpf_program__section_name(prog),
+                                  opts_.cgroup_path));
+}
+
+void BpfPrograms::attach() {
+  egressd_bpf* s = skel_;
+  // Process identity first: every process that starts from here on is seen
+  // by an event, and the task iterator below finds the ones already running.
+  attach_tracing("sched_process_exec", s->progs.sched_process_exec);
+  attach_tracing("sched_process_fork", s->progs.sched_process_fork);
+  attach_tracing("sched_process_exit", s->progs.sched_process_exit);
+
+  task_iter_ = bpf_program__attach_iter(s->progs.dump_task, nullptr);
+  if (!task_iter_) throw LoaderError("attach dump_task (iter/task)", errno);
+  links_.push_back(task_iter_);
+  attached_.push_back("dump_task -> iter/task");
+  file_iter_ = bpf_program__attach_iter(s->progs.dump_sock_files, nullptr);
+  if (!file_iter_) throw LoaderError("attach dump_sock_files (iter/task_file)", errno);
+  links_.push_back(file_iter_);
+  attached_.push_back("dump_sock_files -> iter/task_file");
+
+  Fd cgroup(open(opts_.cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (cgroup.get() < 0) throw LoaderError(fmt::format("open cgroup {}", opts_.cgroup_path), errno);
+  attach_cgroup("connect4", s->progs.connect4, cgroup.get());
+  attach_cgroup("connect6", s->progs.connect6, cgroup.get());
+  attach_cgroup("sendmsg4", s->progs.sendmsg4, cgroup.get());
+  attach_cgroup("sendmsg6", s->progs.sendmsg6, cgroup.get());
+  attach_cgroup("sock_release", s->progs.sock_release, cgroup.get());
+  attach_cgroup("skb_egress", s->progs.skb_egress, cgroup.get());
+  attach_tracing("inet_sock_set_state", s->progs.inet_sock_set_state);
+  attach_tracing("sock_send_length", s->progs.sock_send_length);
+}
+
+int BpfPrograms::ring_buffer_fd() const { return bpf_map__fd(skel_->maps.events); }
+
+uint64_t BpfPrograms::ring_buffer_size() const { return bpf_map__max_entries(skel_->maps.events); }
+
+std::string BpfPrograms::read_iterator(bpf_link* link, const char* what) {
+  Fd fd(bpf_iter_create(bpf_link__fd(link)));
+  if (fd.get() < 0) throw LoaderError(fmt::format("create {} iterator", what), errno);
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(fd.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw LoaderError(fmt::format("read {} iterator", what), errno);
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+std::vector<ExecRecord> BpfPrograms::running_processes() {
+  std::string data = read_iterator(task_iter_, "task");
+  std::vector<ExecRecord> out;
+  size_t off = 0;
+  while (off + sizeof(event_header) <= data.size()) {
+    auto decoded = decode_event(data.data() + off, data.size() - off);
+    event_header h;
+    std::memcpy(&h, data.data() + off, sizeof(h));
+    if (auto* ev = std::get_if<Event>(&decoded)) {
+      if (auto* rec = std::get_if<ExecRecord>(ev)) out.push_back(std::move(*rec));
+    }
+    if (h.size < sizeof(event_header)) break;
+    off += h.size;
+  }
+  return out;
+}
+
+std::vector<sock_flow> BpfPrograms::live_sockets() {
+  std::string data = read_iterator(file_iter_, "socket file");
+  std::vector<sock_flow> out(data.size() / sizeof(sock_flow));
+  std::memcpy(out.data(), data.data(), out.size() * sizeof(sock_flow));
+  return out;
+}
+
+std::vector<std::pair<flow_key, flow_counters>> BpfPrograms::extra_flows() {
+  std::vector<std::pair<flow_key, flow_counters>> out;
+  int fd = bpf_map__fd(skel_->maps.flow_extra);
+  flow_key key{}, next{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    flow_counters c{};
+    if (bpf_map_lookup_elem(fd, &next, &c) == 0) out.emplace_back(next, c);
+    key = next;
+    prev = &key;
+  }
+  return out;
+}
+
+void BpfPrograms::delete_extra_flows(const std::vector<flow_key>& keys) {
+  int fd = bpf_map__fd(skel_->maps.flow_extra);
+  for (const auto& k : keys) bpf_map_delete_elem(fd, &k);
+}
+
+std::array<uint64_t, KSTAT_MAX> BpfPrograms::kernel_stats() const {
+  std::array<uint64_t, KSTAT_MAX> out{};
+  const int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return out;
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
+  int fd = bpf_map__fd(skel_->maps.kstats);
+  for (uint32_t i = 0; i < KSTAT_MAX; ++i) {
+    if (bpf_map_lookup_elem(fd, &i, per_cpu.data()) != 0) continue;
+    for (uint64_t v : per_cpu) out[i] += v;
+  }
+  return out;
+}
+
+std::pair<uint64_t, uint64_t> BpfPrograms::process_map_fill() const {
+  int fd = bpf_map__fd(skel_->maps.procs);
+  uint32_t key = 0, next = 0;
+  const void* prev = nullptr;
+  uint64_t n = 0;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    ++n;
+    key = next;
+    prev = &key;
+  }
+  return {n, bpf_map__max_entries(skel_->maps.procs)};
+}
+
+}  // namespace egressd

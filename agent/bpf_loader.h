@@ -1,0 +1,77 @@
+// Owns the BPF programs and maps: open, size, load, attach, and the reads
+// the agent makes of them. Every failure names the step and the errno.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "event_decoder.h"
+#include "events.h"
+
+struct egressd_bpf;
+struct bpf_link;
+struct bpf_program;
+
+namespace egressd {
+
+class LoaderError : public std::runtime_error {
+ public:
+  LoaderError(const std::string& step, int err);
+  int err() const { return err_; }
+
+ private:
+  int err_;
+};
+
+struct LoadOptions {
+  uint32_t ring_buffer_bytes = 16u << 20;
+  uint32_t process_table_entries = 65536;
+  uint32_t flow_table_entries = 65536;
+  uint64_t ring_wakeup_bytes = 256 * 1024;
+  std::string cgroup_path;  // cgroup v2 directory the socket hooks attach to
+};
+
+class BpfPrograms {
+ public:
+  // Opens and loads (verifies) every program. Throws LoaderError.
+  static std::unique_ptr<BpfPrograms> load(const LoadOptions& opts);
+  ~BpfPrograms();
+  BpfPrograms(const BpfPrograms&) = delete;
+  BpfPrograms& operator=(const BpfPrograms&) = delete;
+
+  // Attaches process hooks first, then the iterators, then socket hooks.
+  // Throws LoaderError naming the program.
+  void attach();
+  // "program -> hook" for every attached program, for check and logs.
+  const std::vector<std::string>& attached() const { return attached_; }
+
+  int ring_buffer_fd() const;
+  std::vector<ExecRecord> running_processes();
+  std::vector<sock_flow> live_sockets();
+  std::vector<std::pair<flow_key, flow_counters>> extra_flows();
+  void delete_extra_flows(const std::vector<flow_key>& keys);
+  std::array<uint64_t, KSTAT_MAX> kernel_stats() const;
+  // Fill of the maps with a fixed size: entries / max_entries.
+  std::pair<uint64_t, uint64_t> process_map_fill() const;
+  uint64_t ring_buffer_size() const;
+
+ private:
+  BpfPrograms() = default;
+  void attach_tracing(const char* name, struct bpf_program* prog);
+  void attach_cgroup(const char* name, struct bpf_program* prog, int cgroup_fd);
+  std::string read_iterator(struct bpf_link* link, const char* what);
+
+  egressd_bpf* skel_ = nullptr;
+  std::vector<bpf_link*> links_;
+  bpf_link* task_iter_ = nullptr;
+  bpf_link* file_iter_ = nullptr;
+  std::vector<std::string> attached_;
+  LoadOptions opts_;
+};
+
+}  // namespace egressd

@@ -1,0 +1,35 @@
+// egressd's configuration: defaults, then the YAML file, then flags.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bpf_loader.h"
+
+namespace egressd {
+
+struct Config {
+  std::string metrics_address = "127.0.0.1:8789";
+  std::string log_file = "-";
+  uint64_t update_interval_ms = 60'000;  // flow-updated for long-lived flows
+  uint64_t poll_interval_ms = 2'000;     // read live counters from the kernel
+  uint64_t drain_interval_ms = 100;      // longest wait before events are read
+  LoadOptions load;
+  std::vector<std::string> redact_patterns;
+  std::string proc_root = "/proc";
+};
+
+// Errors name the file and line: "egressd.yaml:7: unknown key 'metric'".
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Reads and validates a YAML file over cfg. Throws ConfigError.
+void load_config_file(const std::string& path, Config& cfg);
+// Same, from text (tests); name is used in messages.
+void load_config_text(const std::string& text, const std::string& name, Config& cfg);
+
+}  // namespace egressd

@@ -1,0 +1,44 @@
+// Elastic Common Schema building blocks shared by every log event.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "process_table.h"
+#include "redact.h"
+
+namespace egressd {
+
+struct HostInfo {
+  std::string hostname;
+  std::string boot_id;
+  std::string agent_version;
+
+  static HostInfo current(const std::string& version);
+};
+
+// Kernel timestamps are CLOCK_BOOTTIME; the log wants wall-clock time.
+class Clock {
+ public:
+  Clock();
+  uint64_t boot_now_ns() const;
+  uint64_t to_wall_ns(uint64_t boot_ns) const { return boot_ns + offset_ns_; }
+
+ private:
+  uint64_t offset_ns_;
+};
+
+// RFC 3339 UTC with microseconds: 2026-11-24T09:00:00.123456Z
+std::string iso8601(uint64_t wall_ns);
+
+nlohmann::json ecs_event(const HostInfo& host, std::string_view action, std::string_view kind,
+                         std::vector<std::string> category, std::vector<std::string> type,
+                         uint64_t wall_ns);
+
+nlohmann::json ecs_process(const Process& p, const Redactor& redactor, const Clock& clock);
+
+}  // namespace egressd

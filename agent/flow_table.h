@@ -1,0 +1,99 @@
+// Joins what the kernel counted with who sent it and where to, and turns it
+// into log events and metric totals. A flow is one socket's bytes from its
+// owner to its connected destination (the "primary" flow, counted in
+// sk_storage), or the bytes one sender sent through one socket to one
+// destination when that is not the primary (unconnected UDP, raw, packet,
+// inherited descriptors: counted in the flow_extra map).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "ecs.h"
+#include "egress_counters.h"
+#include "event_log.h"
+#include "events.h"
+#include "process_table.h"
+#include "redact.h"
+
+namespace egressd {
+
+struct FlowTableDeps {
+  ProcessTable& procs;
+  EgressCounters& counters;
+  EventLog& log;
+  const HostInfo& host;
+  const Clock& clock;
+  const Redactor& redactor;
+};
+
+class FlowTable {
+ public:
+  explicit FlowTable(FlowTableDeps deps) : d_(deps) {}
+
+  void on_connect(const connect_event& ev);
+  void on_connect_result(const connect_result_event& ev);
+  void on_close(const sock_close_event& ev);
+
+  // A snapshot of the live sockets (a socket may appear more than once).
+  void on_live_sockets(const std::vector<sock_flow>& socks);
+  // Every entry of flow_extra; returns the keys whose flow ended, which the
+  // caller deletes from the kernel map.
+  std::vector<flow_key> on_extra_flows(const std::vector<std::pair<flow_key, flow_counters>>& entries);
+
+  // flow-updated for flows whose count changed and that were last logged at
+  // least interval_ns ago.
+  void emit_updates(uint64_t now_boot_ns, uint64_t interval_ns);
+  // flow-updated with the final count for every open flow (shutdown).
+  void flush_all(uint64_t now_boot_ns, const char* reason);
+
+  bool extra_ends_pending() const { return !closed_with_extra_.empty(); }
+  size_t open_flows() const { return primary_.size() + extra_.size(); }
+  uint64_t results_without_attempt() const { return results_without_attempt_; }
+
+ private:
+  struct Flow {
+    std::string id;
+    std::shared_ptr<const Process> proc;
+    flow_addr dst{};
+    uint16_t family = 0, type = 0, protocol = 0;
+    uint64_t cookie = 0;
+    uint64_t bytes = 0, sends = 0, wire_bytes = 0, wire_packets = 0;
+    uint64_t start_ns = 0;
+    uint64_t logged_bytes = 0, logged_ns = 0;
+    bool connected = false;
+    SeriesKey series;
+  };
+  struct Attempt {
+    std::shared_ptr<const Process> proc;
+    connect_event ev;
+  };
+  using ExtraKey = std::array<uint8_t, sizeof(flow_key)>;
+
+  Flow make_flow(std::shared_ptr<const Process> proc, const flow_addr& dst, uint16_t family,
+                 uint16_t type, uint16_t protocol, uint64_t cookie, uint64_t start_ns);
+  void apply(Flow& f, uint64_t bytes, uint64_t sends, uint64_t wire_bytes, uint64_t wire_packets);
+  void log_flow(const Flow& f, const char* action, const char* type, uint64_t ts_boot_ns,
+                const char* reason);
+  nlohmann::json base(const char* action, std::vector<std::string> type, uint64_t ts_boot_ns,
+                      const Process& p) const;
+  Flow& primary_for(const sock_flow& s);
+
+  FlowTableDeps d_;
+  std::map<uint64_t, Flow> primary_;
+  std::map<ExtraKey, Flow> extra_;
+  std::map<uint64_t, Attempt> attempts_;
+  std::set<uint64_t> closed_with_extra_;
+  std::set<uint64_t> live_cookies_;
+  uint64_t results_without_attempt_ = 0;
+};
+
+// Index into kConnectResults for a kernel connect_result value.
+size_t connect_result_index(uint32_t result);
+
+}  // namespace egressd

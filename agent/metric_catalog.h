@@ -1,0 +1,57 @@
+// Every metric egressd exposes: the one list docs/METRICS.md mirrors and the
+// tests check. Names are a contract: change them only with a major version.
+#pragma once
+
+#include <array>
+#include <string_view>
+
+namespace egressd {
+
+enum class MetricKind { kCounter, kGauge };
+
+struct MetricSpec {
+  std::string_view name;
+  MetricKind kind;
+  std::string_view help;
+  std::string_view labels;  // comma-separated, for docs and tests
+};
+
+inline constexpr std::string_view kFlowLabels = "tool,binary,destination,port,transport";
+
+inline constexpr std::array kMetricCatalog = {
+    MetricSpec{"egressd_sent_bytes_total", MetricKind::kCounter,
+               "Bytes sent by applications (socket send calls), per sender and destination.",
+               kFlowLabels},
+    MetricSpec{"egressd_send_calls_total", MetricKind::kCounter,
+               "Successful socket send calls, per sender and destination.", kFlowLabels},
+    MetricSpec{"egressd_wire_sent_bytes_total", MetricKind::kCounter,
+               "Bytes of IP packets that left through the sockets, headers and retransmissions included.",
+               kFlowLabels},
+    MetricSpec{"egressd_wire_sent_packets_total", MetricKind::kCounter,
+               "IP packets that left through the sockets.", kFlowLabels},
+    MetricSpec{"egressd_connections_total", MetricKind::kCounter,
+               "Connection attempts by result (ok, refused, timeout, denied, error).",
+               "tool,binary,destination,port,transport,result"},
+    MetricSpec{"egressd_build_info", MetricKind::kGauge, "Always 1; the agent's version.", "version"},
+    MetricSpec{"egressd_events_lost_total", MetricKind::kCounter,
+               "Kernel events lost (ring buffer full) or rejected by the decoder, by reason.", "reason"},
+    MetricSpec{"egressd_kernel_map_full_total", MetricKind::kCounter,
+               "Kernel map inserts that failed because the map was full, by map.", "map"},
+    MetricSpec{"egressd_truncated_total", MetricKind::kCounter,
+               "Executable paths or command lines cut to the kernel's copy limit, by field.", "field"},
+    MetricSpec{"egressd_kernel_read_failures_total", MetricKind::kCounter,
+               "Kernel-side reads of process memory that failed.", ""},
+    MetricSpec{"egressd_ringbuf_events_total", MetricKind::kCounter,
+               "Events read from the kernel ring buffer, by type.", "type"},
+    MetricSpec{"egressd_open_flows", MetricKind::kGauge, "Flows the agent is tracking now.", ""},
+    MetricSpec{"egressd_processes", MetricKind::kGauge, "Processes the agent is tracking now.", ""},
+    MetricSpec{"egressd_process_map_entries", MetricKind::kGauge,
+               "Entries in the kernel process map (capacity in egressd_process_map_capacity).", ""},
+    MetricSpec{"egressd_process_map_capacity", MetricKind::kGauge, "Size of the kernel process map.", ""},
+    MetricSpec{"egressd_log_lines_total", MetricKind::kCounter, "Event log lines written.", ""},
+    MetricSpec{"egressd_log_write_failures_total", MetricKind::kCounter,
+               "Event log lines that could not be written.", ""},
+    MetricSpec{"egressd_series", MetricKind::kGauge, "Label sets in the per-flow metrics.", ""},
+};
+
+}  // namespace egressd

@@ -1,0 +1,136 @@
+#include "metrics.h"
+
+#include <fmt/format.h>
+#include <prometheus/exposer.h>
+#include <prometheus/metric_family.h>
+
+#include <stdexcept>
+
+#include "metric_catalog.h"
+
+namespace egressd {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+MetricFamily family(std::string_view name) {
+  for (const auto& spec : kMetricCatalog) {
+    if (spec.name == name)
+      return MetricFamily{std::string(spec.name), std::string(spec.help),
+                          spec.kind == MetricKind::kCounter ? MetricType::Counter : MetricType::Gauge,
+                          {}};
+  }
+  throw std::logic_error(fmt::format("metric {} is not in the catalog", name));
+}
+
+void add(MetricFamily& f, std::vector<ClientMetric::Label> labels, double value) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  if (f.type == MetricType::Counter)
+    m.counter.value = value;
+  else
+    m.gauge.value = value;
+  f.metric.push_back(std::move(m));
+}
+
+std::vector<ClientMetric::Label> flow_labels(const SeriesKey& k) {
+  return {{"tool", k.tool}, {"binary", k.binary}, {"destination", k.destination},
+          {"port", k.port}, {"transport", k.transport}};
+}
+
+MetricFamily by_label(std::string_view name, const char* label,
+                      const std::map<std::string, uint64_t>& values) {
+  MetricFamily f = family(name);
+  for (const auto& [k, v] : values) add(f, {{label, k}}, double(v));
+  return f;
+}
+
+MetricFamily single(std::string_view name, uint64_t value) {
+  MetricFamily f = family(name);
+  add(f, {}, double(value));
+  return f;
+}
+
+}  // namespace
+
+std::vector<MetricFamily> AgentCollector::Collect() const {
+  auto series = counters_.snapshot();
+  MetricFamily bytes = family("egressd_sent_bytes_total");
+  MetricFamily calls = family("egressd_send_calls_total");
+  MetricFamily wire = family("egressd_wire_sent_bytes_total");
+  MetricFamily packets = family("egressd_wire_sent_packets_total");
+  MetricFamily conns = family("egressd_connections_total");
+  for (const auto& [key, t] : series) {
+    auto labels = flow_labels(key);
+    if (t.sends || t.sent_bytes) {
+      add(bytes, labels, double(t.sent_bytes));
+      add(calls, labels, double(t.sends));
+    }
+    if (t.wire_packets) {
+      add(wire, labels, double(t.wire_bytes));
+      add(packets, labels, double(t.wire_packets));
+    }
+    for (size_t r = 0; r < kConnectResultCount; ++r) {
+      if (!t.connections[r]) continue;
+      auto l = labels;
+      l.push_back({"result", kConnectResults[r]});
+      add(conns, std::move(l), double(t.connections[r]));
+    }
+  }
+  MetricFamily build = family("egressd_build_info");
+  add(build, {{"version", version_}}, 1);
+
+  AgentHealth h = health_();
+  std::vector<MetricFamily> out = {std::move(bytes), std::move(calls), std::move(wire),
+                                   std::move(packets), std::move(conns), std::move(build)};
+  out.push_back(by_label("egressd_events_lost_total", "reason", h.events_lost));
+  out.push_back(by_label("egressd_kernel_map_full_total", "map", h.map_full));
+  out.push_back(by_label("egressd_truncated_total", "field", h.truncated));
+  out.push_back(single("egressd_kernel_read_failures_total", h.kernel_read_failures));
+  out.push_back(by_label("egressd_ringbuf_events_total", "type", h.ring_events));
+  out.push_back(single("egressd_open_flows", h.open_flows));
+  out.push_back(single("egressd_processes", h.processes));
+  out.push_back(single("egressd_process_map_entries", h.process_map_entries));
+  out.push_back(single("egressd_process_map_capacity", h.process_map_capacity));
+  out.push_back(single("egressd_log_lines_total", h.log_lines));
+  out.push_back(single("egressd_log_write_failures_total", h.log_write_failures));
+  out.push_back(single("egressd_series", series.size()));
+  return out;
+}
+
+std::pair<std::string, uint16_t> parse_host_port(const std::string& address) {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size())
+    throw std::invalid_argument(fmt::format("'{}' is not HOST:PORT", address));
+  std::string host = address.substr(0, colon);
+  if (host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const std::string port_text = address.substr(colon + 1);
+  if (port_text.find_first_not_of("0123456789") != std::string::npos || port_text.size() > 5 ||
+      std::stoul(port_text) > 65535)
+    throw std::invalid_argument(fmt::format("'{}': port must be 0-65535", address));
+  return {host, static_cast<uint16_t>(std::stoul(port_text))};
+}
+
+MetricsServer::MetricsServer(const std::string& address, std::shared_ptr<AgentCollector> collector)
+    : collector_(std::move(collector)) {
+  auto [host, port] = parse_host_port(address);
+  const bool v6 = host.find(':') != std::string::npos;
+  const std::string civet = v6 ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(civet, 2);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(fmt::format(
+        "cannot serve metrics on {}: address in use or not local (choose another with --metrics-addr)",
+        address));
+  }
+  exposer_->RegisterCollectable(collector_);
+  auto ports = exposer_->GetListeningPorts();
+  bound_ = v6 ? fmt::format("[{}]:{}", host, ports.empty() ? port : ports[0])
+              : fmt::format("{}:{}", host, ports.empty() ? port : ports[0]);
+}
+
+MetricsServer::~MetricsServer() = default;
+
+}  // namespace egressd

@@ -1,0 +1,141 @@
+#include "process_table.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace egressd {
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Field 22 of /proc/PID/stat (start time in clock ticks since boot); the
+// comm field may hold spaces and parentheses, so parse after the last ')'.
+bool stat_start_ticks(const std::string& stat, uint64_t* ticks, uint32_t* ppid) {
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) return false;
+  std::istringstream in(stat.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && in >> field; ++i) {
+    if (i == 4) *ppid = static_cast<uint32_t>(std::stoul(field));
+    if (i == 22) {
+      *ticks = std::stoull(field);
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+ProcessTable::ProcessTable(std::string proc_root, std::string host_tag)
+    : proc_root_(std::move(proc_root)), host_tag_(std::move(host_tag)) {}
+
+std::string ProcessTable::entity_id(ProcKey key) const {
+  return fmt::format("{}-{}-{}", host_tag_, key.tgid, key.start_ns);
+}
+
+std::shared_ptr<const Process> ProcessTable::on_exec(const ExecRecord& rec) {
+  const exec_event& e = rec.fixed;
+  auto p = std::make_shared<Process>();
+  p->key = {e.proc.tgid, e.proc.start_ns};
+  p->parent = {e.parent.tgid, e.parent.start_ns};
+  p->entity_id = entity_id(p->key);
+  p->exe = rec.exe;
+  p->filename = rec.filename;
+  p->argv = rec.argv;
+  p->comm = e.comm;
+  p->uid = e.uid;
+  p->gid = e.gid;
+  p->cgroup_id = e.cgroup_id;
+  p->exe_truncated = e.flags & EXEC_F_EXE_TRUNCATED;
+  // The task iterator cannot read another process's memory: its command
+  // line comes from proc_root, as a running process's would.
+  if ((e.flags & EXEC_F_FROM_ITER) && p->argv.empty()) fill_from_proc_fs(*p);
+  procs_[p->key] = Entry{p, 0};
+  return p;
+}
+
+std::shared_ptr<const Process> ProcessTable::on_fork(const fork_event& ev) {
+  ProcKey child{ev.child.tgid, ev.child.start_ns};
+  ProcKey parent{ev.parent.tgid, ev.parent.start_ns};
+  auto p = std::make_shared<Process>();
+  if (auto it = procs_.find(parent); it != procs_.end()) {
+    *p = *it->second.proc;
+  } else {
+    p->known = false;
+  }
+  p->key = child;
+  p->parent = parent;
+  p->entity_id = entity_id(child);
+  p->comm = ev.comm;
+  p->uid = ev.uid;
+  p->cgroup_id = ev.cgroup_id;
+  procs_[child] = Entry{p, 0};
+  return p;
+}
+
+void ProcessTable::on_exit(ProcKey key, uint64_t ts_ns) {
+  if (auto it = procs_.find(key); it != procs_.end()) it->second.exit_ns = ts_ns ? ts_ns : 1;
+}
+
+std::shared_ptr<const Process> ProcessTable::find(ProcKey key) const {
+  auto it = procs_.find(key);
+  return it == procs_.end() ? nullptr : it->second.proc;
+}
+
+std::shared_ptr<const Process> ProcessTable::resolve(ProcKey key) {
+  if (auto p = find(key)) return p;
+  std::shared_ptr<const Process> p = from_proc_fs(key);
+  procs_[key] = Entry{p, 0};
+  return p;
+}
+
+void ProcessTable::fill_from_proc_fs(Process& p) const {
+  const std::string dir = fmt::format("{}/{}", proc_root_, p.key.tgid);
+  std::string cmdline = read_file(dir + "/cmdline");
+  p.argv = split_args(cmdline.data(), cmdline.size());
+}
+
+std::shared_ptr<Process> ProcessTable::from_proc_fs(ProcKey key) const {
+  auto p = std::make_shared<Process>();
+  p->key = key;
+  p->entity_id = entity_id(key);
+  p->known = false;
+  const std::string dir = fmt::format("{}/{}", proc_root_, key.tgid);
+  uint64_t ticks = 0;
+  uint32_t ppid = 0;
+  if (!stat_start_ticks(read_file(dir + "/stat"), &ticks, &ppid)) return p;
+  // Same process only if its start time matches at /proc's tick resolution.
+  const uint64_t ns_per_tick = 1'000'000'000ULL / static_cast<uint64_t>(sysconf(_SC_CLK_TCK));
+  if (ticks != key.start_ns / ns_per_tick) return p;
+  char exe[4096];
+  ssize_t n = readlink((dir + "/exe").c_str(), exe, sizeof(exe) - 1);
+  if (n > 0) p->exe.assign(exe, static_cast<size_t>(n));
+  std::string comm = read_file(dir + "/comm");
+  if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+  p->comm = comm;
+  p->parent.tgid = ppid;
+  fill_from_proc_fs(*p);
+  p->known = true;
+  return p;
+}
+
+void ProcessTable::expire(uint64_t now_ns, uint64_t keep_ns) {
+  for (auto it = procs_.begin(); it != procs_.end();) {
+    if (it->second.exit_ns && now_ns > it->second.exit_ns + keep_ns)
+      it = procs_.erase(it);
+    else
+      ++it;
+  }
+}
+
+}  // namespace egressd

@@ -1,0 +1,749 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * egressd kernel side: process identity, socket ownership, connection
+ * outcomes and per-socket byte counters. Counting happens here, in maps;
+ * the ring buffer carries only rare events (exec, fork, exit, connect,
+ * connect result, close). See docs/ARCHITECTURE.md for why each hook.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "events.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define AF_PACKET 17
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define SOCK_RAW 3
+#define IPPROTO_ICMP 1
+#define IPPROTO_ICMPV6 58
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ECONNREFUSED 111
+#define ETIMEDOUT 110
+#define EPERM 1
+#define EACCES 13
+
+#define PATH_DEPTH_MAX 64
+#define NAME_MASK 255
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Wake the agent only once this many bytes wait in the ring: it drains on a
+ * timer otherwise, so a busy machine costs one wakeup per batch. */
+const volatile __u64 ringbuf_wakeup_bytes = 256 * 1024;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct proc_state);
+} procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sock_flow);
+} sk_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct flow_key);
+	__type(value, struct flow_counters);
+} flow_extra SEC(".maps");
+
+/* Destination named by the last sendto/sendmsg on a thread (key: tid). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct pending_dst);
+} pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KSTAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} kstats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exec_event);
+} exec_scratch SEC(".maps");
+
+struct path_buf {
+	char data[EGRESSD_PATH_MAX + NAME_MASK + 1];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct path_buf);
+} path_scratch SEC(".maps");
+
+static __always_inline void kstat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&kstats, &idx);
+
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
+static __always_inline __u64 ringbuf_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= ringbuf_wakeup_bytes ?
+		       BPF_RB_FORCE_WAKEUP :
+		       BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline void emit(void *data, __u64 size)
+{
+	if (bpf_ringbuf_output(&events, data, size, ringbuf_flags()))
+		kstat_inc(KSTAT_RINGBUF_FULL);
+}
+
+static __always_inline void header_init(struct event_header *h, __u16 type, __u16 size)
+{
+	h->type = type;
+	h->size = size;
+	h->cpu = bpf_get_smp_processor_id();
+	h->ts_boot_ns = bpf_ktime_get_boot_ns();
+}
+
+static __always_inline __u64 task_start_ns(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, group_leader, start_boottime);
+}
+
+static __always_inline void current_ident(struct proc_ident *id)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	id->tgid = bpf_get_current_pid_tgid() >> 32;
+	id->start_ns = task_start_ns(task);
+}
+
+struct path_walk {
+	struct path_buf *buf;
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	__u32 off; /* the path so far is buf->data[off, EGRESSD_PATH_MAX) */
+	bool complete;
+};
+
+/* One step of the walk: prepend a component, or cross to the parent mount. */
+static long path_step(__u32 index, void *ctx)
+{
+	struct path_walk *w = ctx;
+	struct dentry *dentry = w->dentry;
+	struct vfsmount *vfsmnt = w->vfsmnt;
+	struct mount *mnt = w->mnt;
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+
+	if (dentry == mnt_root || dentry == parent) {
+		struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+
+		if (dentry == mnt_root && mnt != mnt_parent) {
+			w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+			w->mnt = mnt_parent;
+			w->vfsmnt = &mnt_parent->mnt;
+			return 0;
+		}
+		w->complete = true;
+		return 1;
+	}
+
+	__u32 len = BPF_CORE_READ(dentry, d_name.len) & NAME_MASK;
+	const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
+	__u32 off = w->off;
+
+	if (len + 2 > off) /* keep one byte for the leading '/' */
+		return 1;
+	off -= len;
+	if (bpf_probe_read_kernel(&w->buf->data[off & (EGRESSD_PATH_MAX - 1)], len, name))
+		kstat_inc(KSTAT_READ_FAIL);
+	off -= 1;
+	w->buf->data[off & (EGRESSD_PATH_MAX - 1)] = '/';
+	w->off = off;
+	w->dentry = parent;
+	return 0;
+}
+
+/*
+ * Walk dentries and mounts from path to the root of its mount tree, writing
+ * the components backwards into a scratch buffer, then copy the result to
+ * out. Returns the length written (no terminating NUL).
+ */
+static __always_inline __u32 resolve_path(const struct path *path, char *out, __u16 *flags)
+{
+	__u32 zero = 0;
+	struct path_walk w = {};
+
+	w.buf = bpf_map_lookup_elem(&path_scratch, &zero);
+	w.dentry = BPF_CORE_READ(path, dentry);
+	w.vfsmnt = BPF_CORE_READ(path, mnt);
+	w.mnt = container_of(w.vfsmnt, struct mount, mnt);
+	w.off = EGRESSD_PATH_MAX;
+	if (!w.buf || !w.dentry || !w.vfsmnt)
+		return 0;
+
+	bpf_loop(PATH_DEPTH_MAX, path_step, &w, 0);
+	if (!w.complete) {
+		*flags |= EXEC_F_EXE_TRUNCATED;
+		kstat_inc(KSTAT_PATH_TRUNCATED);
+	}
+	if (w.off >= EGRESSD_PATH_MAX) {
+		out[0] = '/';
+		return 1;
+	}
+	__u32 len = (EGRESSD_PATH_MAX - w.off) & (EGRESSD_PATH_MAX - 1);
+
+	bpf_probe_read_kernel(out, len, &w.buf->data[w.off & (EGRESSD_PATH_MAX - 1)]);
+	return len;
+}
+
+/* Fill the identity part of an exec record for task; exe path from its mm. */
+static __always_inline struct exec_event *exec_record(struct task_struct *task)
+{
+	__u32 zero = 0;
+	struct exec_event *e = bpf_map_lookup_elem(&exec_scratch, &zero);
+	struct task_struct *parent;
+
+	if (!e)
+		return NULL;
+	e->proc.tgid = BPF_CORE_READ(task, tgid);
+	e->proc.start_ns = task_start_ns(task);
+	parent = BPF_CORE_READ(task, real_parent);
+	e->parent.tgid = BPF_CORE_READ(parent, tgid);
+	e->parent.start_ns = task_start_ns(parent);
+	e->uid = BPF_CORE_READ(task, cred, uid.val);
+	e->gid = BPF_CORE_READ(task, cred, gid.val);
+	e->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+	e->exe_len = 0;
+	e->filename_len = 0;
+	e->args_len = 0;
+	e->flags = 0;
+	return e;
+}
+
+static __always_inline __u32 exec_size(struct exec_event *e)
+{
+	return EXEC_EVENT_FIXED_SIZE + (e->exe_len & (EGRESSD_PATH_MAX - 1)) +
+	       (e->filename_len & (EGRESSD_FILENAME_MAX - 1)) + (e->args_len & (EGRESSD_ARGS_MAX - 1));
+}
+
+static __always_inline void procs_set(__u32 tgid, __u64 start_ns, const struct proc_state *inherit)
+{
+	struct proc_state st = {};
+
+	if (inherit)
+		st = *inherit;
+	st.start_ns = start_ns;
+	if (bpf_map_update_elem(&procs, &tgid, &st, BPF_ANY))
+		kstat_inc(KSTAT_PROC_MAP_FULL);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct exec_event *e = exec_record(p);
+	struct proc_state *old;
+	__u64 arg_start, arg_end, len;
+	__u32 off;
+
+	if (!e)
+		return 0;
+	e->exe_len = resolve_path(&bprm->file->f_path, e->data, &e->flags) & (EGRESSD_PATH_MAX - 1);
+
+	off = e->exe_len & (EGRESSD_PATH_MAX - 1);
+	long n = bpf_probe_read_kernel_str(&e->data[off], EGRESSD_FILENAME_MAX,
+					   BPF_CORE_READ(bprm, filename));
+	e->filename_len = n > 0 ? (n - 1) & (EGRESSD_FILENAME_MAX - 1) : 0;
+
+	off += e->filename_len & (EGRESSD_FILENAME_MAX - 1);
+	arg_start = BPF_CORE_READ(p, mm, arg_start);
+	arg_end = BPF_CORE_READ(p, mm, arg_end);
+	len = arg_end > arg_start ? arg_end - arg_start : 0;
+	if (len > EGRESSD_ARGS_MAX - 1) {
+		len = EGRESSD_ARGS_MAX - 1;
+		e->flags |= EXEC_F_ARGS_TRUNCATED;
+		kstat_inc(KSTAT_ARGS_TRUNCATED);
+	}
+	len &= EGRESSD_ARGS_MAX - 1;
+	if (bpf_probe_read_user(&e->data[off & (EGRESSD_PATH_MAX + EGRESSD_FILENAME_MAX - 1)], len,
+				(void *)arg_start)) {
+		kstat_inc(KSTAT_READ_FAIL);
+		len = 0;
+	}
+	e->args_len = len;
+
+	old = bpf_map_lookup_elem(&procs, &e->proc.tgid);
+	procs_set(e->proc.tgid, e->proc.start_ns, old);
+
+	__u32 size = exec_size(e);
+
+	header_init(&e->hdr, EVENT_EXEC, size);
+	emit(e, size);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct *child)
+{
+	struct fork_event e = {};
+	struct proc_state *pst;
+
+	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
+		return 0; /* a new thread, not a new process */
+
+	e.child.tgid = BPF_CORE_READ(child, tgid);
+	e.child.start_ns = BPF_CORE_READ(child, start_boottime);
+	e.parent.tgid = BPF_CORE_READ(parent, tgid);
+	e.parent.start_ns = task_start_ns(parent);
+	e.uid = BPF_CORE_READ(child, cred, uid.val);
+	e.cgroup_id = BPF_CORE_READ(child, cgroups, dfl_cgrp, kn, id);
+	BPF_CORE_READ_STR_INTO(&e.comm, child, comm);
+
+	pst = bpf_map_lookup_elem(&procs, &e.parent.tgid);
+	procs_set(e.child.tgid, e.child.start_ns, pst);
+
+	header_init(&e.hdr, EVENT_FORK, sizeof(e));
+	emit(&e, sizeof(e));
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(sched_process_exit, struct task_struct *p)
+{
+	struct exit_event e = {};
+
+	if (BPF_CORE_READ(p, signal, live.counter) != 0)
+		return 0; /* other threads of the group still run */
+
+	e.proc.tgid = BPF_CORE_READ(p, tgid);
+	e.proc.start_ns = task_start_ns(p);
+	e.exit_code = BPF_CORE_READ(p, exit_code);
+	bpf_map_delete_elem(&procs, &e.proc.tgid);
+
+	header_init(&e.hdr, EVENT_EXIT, sizeof(e));
+	emit(&e, sizeof(e));
+	return 0;
+}
+
+/* Sockets whose destination varies per send rather than per connect. */
+static __always_inline bool sends_name_destination(__u16 family, __u16 type, __u16 protocol)
+{
+	if (family == AF_PACKET)
+		return true;
+	return type == SOCK_RAW || (type == SOCK_DGRAM && (protocol == IPPROTO_ICMP ||
+							   protocol == IPPROTO_ICMPV6));
+}
+
+static __always_inline void flow_init(struct sock_flow *f, __u64 cookie, __u16 family, __u16 type,
+				      __u16 protocol, __u8 flags)
+{
+	f->cookie = cookie;
+	current_ident(&f->owner);
+	f->owner_uid = (__u32)bpf_get_current_uid_gid();
+	f->created_ns = bpf_ktime_get_boot_ns();
+	f->sk_family = family;
+	f->sk_type = type;
+	f->sk_protocol = protocol;
+	if (sends_name_destination(family, type, protocol))
+		flags |= SOCK_F_UNCONNECTED;
+	if (family == AF_PACKET)
+		flags |= SOCK_F_NO_RELEASE;
+	f->flags = flags;
+}
+
+/* Per-socket state for a socket seen in a cgroup sock_addr hook. */
+static __always_inline struct sock_flow *flow_of_sock_addr(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct sock_flow *f;
+
+	if (!sk)
+		return NULL;
+	f = bpf_sk_storage_get(&sk_flows, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!f) {
+		kstat_inc(KSTAT_SK_STORAGE_FAIL);
+		return NULL;
+	}
+	if (!f->cookie)
+		flow_init(f, bpf_get_socket_cookie(ctx), sk->family, sk->type, sk->protocol, 0);
+	return f;
+}
+
+/* family is a constant at each call site, so each program reads only the
+ * context fields of its own family (the verifier rejects the others). */
+static __always_inline void addr_from_sock_addr(struct bpf_sock_addr *ctx, __u16 family,
+						struct flow_addr *a)
+{
+	a->family = family;
+	a->port = bpf_ntohs((__u16)ctx->user_port);
+	if (family == AF_INET) {
+		__builtin_memset(a->addr_be, 0, sizeof(a->addr_be));
+		*(__u32 *)a->addr_be = ctx->user_ip4;
+	} else {
+		*(__u32 *)&a->addr_be[0] = ctx->user_ip6[0];
+		*(__u32 *)&a->addr_be[4] = ctx->user_ip6[1];
+		*(__u32 *)&a->addr_be[8] = ctx->user_ip6[2];
+		*(__u32 *)&a->addr_be[12] = ctx->user_ip6[3];
+	}
+}
+
+static __always_inline void emit_close(struct sock_flow *f, __u32 reason)
+{
+	struct sock_close_event e = {};
+
+	e.reason = reason;
+	e.flow = *f;
+	header_init(&e.hdr, EVENT_SOCK_CLOSE, sizeof(e));
+	emit(&e, sizeof(e));
+}
+
+static __always_inline void emit_result(struct sock_flow *f, __u32 result, __s32 error)
+{
+	struct connect_result_event e = {};
+
+	f->connect_state = CONNECT_DONE;
+	e.cookie = f->cookie;
+	e.result = result;
+	e.error = error;
+	header_init(&e.hdr, EVENT_CONNECT_RESULT, sizeof(e));
+	emit(&e, sizeof(e));
+}
+
+static __always_inline int on_connect(struct bpf_sock_addr *ctx, __u16 family)
+{
+	struct sock_flow *f = flow_of_sock_addr(ctx);
+	struct connect_event e = {};
+
+	if (!f)
+		return 1;
+	/* A socket connected again (UDP may) starts a new flow: end the old. */
+	if (f->flags & SOCK_F_CONNECTED) {
+		if (f->connect_state == CONNECT_PENDING)
+			emit_result(f, CONNECT_RESULT_ERROR, 0);
+		emit_close(f, CLOSE_RECONNECT);
+		f->bytes = 0;
+		f->sends = 0;
+		f->wire_bytes = 0;
+		f->wire_packets = 0;
+	}
+	addr_from_sock_addr(ctx, family, &f->dst);
+	f->flags |= SOCK_F_CONNECTED;
+	f->flags &= ~SOCK_F_UNCONNECTED;
+	f->connect_state = CONNECT_PENDING;
+	f->connect_ns = bpf_ktime_get_boot_ns();
+
+	e.cookie = f->cookie;
+	current_ident(&e.proc);
+	e.tid = (__u32)bpf_get_current_pid_tgid();
+	e.uid = (__u32)bpf_get_current_uid_gid();
+	e.dst = f->dst;
+	e.sk_family = f->sk_family;
+	e.sk_type = f->sk_type;
+	e.sk_protocol = f->sk_protocol;
+	e.cgroup_id = bpf_get_current_cgroup_id();
+	header_init(&e.hdr, EVENT_CONNECT, sizeof(e));
+	emit(&e, sizeof(e));
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int connect4(struct bpf_sock_addr *ctx)
+{
+	return on_connect(ctx, AF_INET);
+}
+
+SEC("cgroup/connect6")
+int connect6(struct bpf_sock_addr *ctx)
+{
+	return on_connect(ctx, AF_INET6);
+}
+
+/* sendto/sendmsg with an address on a UDP socket: remember the destination
+ * for the send that follows on this thread. */
+static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx, __u16 family)
+{
+	struct sock_flow *f = flow_of_sock_addr(ctx);
+	struct pending_dst p = {};
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	if (!f)
+		return 1;
+	f->flags |= SOCK_F_UNCONNECTED;
+	p.cookie = f->cookie;
+	addr_from_sock_addr(ctx, family, &p.dst);
+	bpf_map_update_elem(&pending, &tid, &p, BPF_ANY);
+	return 1;
+}
+
+SEC("cgroup/sendmsg4")
+int sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return on_sendmsg(ctx, AF_INET);
+}
+
+SEC("cgroup/sendmsg6")
+int sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return on_sendmsg(ctx, AF_INET6);
+}
+
+/* A socket first seen at a send: it predates the agent, or was accepted. */
+static __always_inline struct sock_flow *adopt_sock(struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	struct sock_flow *f;
+
+	if (family != AF_INET && family != AF_INET6 && family != AF_PACKET)
+		return NULL;
+	f = bpf_sk_storage_get(&sk_flows, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!f) {
+		kstat_inc(KSTAT_SK_STORAGE_FAIL);
+		return NULL;
+	}
+	if (f->cookie)
+		return f;
+	flow_init(f, bpf_get_socket_cookie(sk), family, BPF_CORE_READ_BITFIELD_PROBED(sk, sk_type),
+		  BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol), SOCK_F_ADOPTED);
+	if (f->flags & SOCK_F_UNCONNECTED)
+		return f;
+	f->dst.family = family;
+	f->dst.port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET)
+		*(__u32 *)f->dst.addr_be = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+	else
+		BPF_CORE_READ_INTO(&f->dst.addr_be, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	return f;
+}
+
+/* Bytes that are not the owner's on the socket's own destination. */
+static __always_inline void count_extra(struct sock_flow *f, __u64 pid_tgid, int bytes)
+{
+	struct flow_key key = {};
+	struct flow_counters *c;
+	__u32 tid = (__u32)pid_tgid;
+	__u64 now = bpf_ktime_get_boot_ns();
+
+	key.cookie = f->cookie;
+	current_ident(&key.sender);
+	key.dst = f->dst;
+	if (f->flags & SOCK_F_UNCONNECTED) {
+		struct pending_dst *p = bpf_map_lookup_elem(&pending, &tid);
+
+		if (p && p->cookie == f->cookie) {
+			key.dst = p->dst;
+			p->cookie = 0; /* consumed: a later send() uses the socket's own */
+		}
+	}
+	c = bpf_map_lookup_elem(&flow_extra, &key);
+	if (!c) {
+		struct flow_counters init = {.first_ns = now,
+					     .uid = (__u32)bpf_get_current_uid_gid(),
+					     .sk_family = f->sk_family,
+					     .sk_type = f->sk_type,
+					     .sk_protocol = f->sk_protocol};
+
+		bpf_map_update_elem(&flow_extra, &key, &init, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&flow_extra, &key);
+		if (!c) {
+			/* Keep the bytes, lose only the split: fold into the socket. */
+			kstat_inc(KSTAT_FLOW_MAP_FULL);
+			__sync_fetch_and_add(&f->bytes, bytes);
+			__sync_fetch_and_add(&f->sends, 1);
+			return;
+		}
+	}
+	if (!(f->flags & SOCK_F_EXTRA))
+		f->flags |= SOCK_F_EXTRA;
+	__sync_fetch_and_add(&c->bytes, bytes);
+	__sync_fetch_and_add(&c->sends, 1);
+	c->last_ns = now;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
+{
+	struct sock_flow *f;
+	__u64 pid_tgid;
+
+	if (ret <= 0)
+		return 0;
+	f = bpf_sk_storage_get(&sk_flows, sk, NULL, 0);
+	if (!f) {
+		f = adopt_sock(sk);
+		if (!f)
+			return 0;
+	}
+	pid_tgid = bpf_get_current_pid_tgid();
+	if ((pid_tgid >> 32) == f->owner.tgid &&
+	    !(f->flags & (SOCK_F_UNCONNECTED | SOCK_F_NO_RELEASE))) {
+		__sync_fetch_and_add(&f->bytes, ret);
+		__sync_fetch_and_add(&f->sends, 1);
+		/* UDP has no state change to report the connect outcome. */
+		if (f->connect_state == CONNECT_PENDING && f->sk_type != SOCK_STREAM)
+			emit_result(f, CONNECT_RESULT_OK, 0);
+		return 0;
+	}
+	count_extra(f, pid_tgid, ret);
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	struct sock_flow *f;
+	__s32 err;
+
+	if (oldstate != TCP_SYN_SENT)
+		return 0;
+	f = bpf_sk_storage_get(&sk_flows, (struct sock *)sk, NULL, 0);
+	if (!f || f->connect_state != CONNECT_PENDING)
+		return 0;
+	if (newstate == TCP_ESTABLISHED) {
+		emit_result(f, CONNECT_RESULT_OK, 0);
+		return 0;
+	}
+	err = BPF_CORE_READ(sk, sk_err);
+	if (err == ECONNREFUSED)
+		emit_result(f, CONNECT_RESULT_REFUSED, err);
+	else if (err == ETIMEDOUT)
+		emit_result(f, CONNECT_RESULT_TIMEOUT, err);
+	else if (err == EPERM || err == EACCES)
+		emit_result(f, CONNECT_RESULT_DENIED, err);
+	else
+		emit_result(f, CONNECT_RESULT_ERROR, err);
+	return 0;
+}
+
+SEC("cgroup/sock_release")
+int sock_release(struct bpf_sock *sk)
+{
+	struct sock_flow *f = bpf_sk_storage_get(&sk_flows, sk, NULL, 0);
+
+	if (!f)
+		return 1;
+	if (f->connect_state == CONNECT_PENDING) {
+		/* TCP reports its outcome at the state change; a pending attempt
+		 * here failed before a SYN left (route, permission), or is UDP. */
+		if (f->sk_type != SOCK_STREAM && sk->state == TCP_ESTABLISHED)
+			emit_result(f, CONNECT_RESULT_OK, 0);
+		else
+			emit_result(f, CONNECT_RESULT_ERROR, 0);
+	}
+	if (f->bytes || f->connect_ns || (f->flags & SOCK_F_EXTRA))
+		emit_close(f, CLOSE_RELEASE);
+	return 1;
+}
+
+/* Wire bytes per socket; and the destination of raw and ICMP sockets, which
+ * name it per packet: egress runs inside the send, before sock_send_length. */
+SEC("cgroup_skb/egress")
+int skb_egress(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct sock_flow *f;
+
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 1;
+	f = bpf_sk_storage_get(&sk_flows, sk, NULL, 0);
+	if (!f)
+		return 1;
+	__sync_fetch_and_add(&f->wire_bytes, skb->len);
+	__sync_fetch_and_add(&f->wire_packets, 1);
+	if (!(f->flags & SOCK_F_UNCONNECTED) || f->sk_family == AF_PACKET)
+		return 1;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		__u32 daddr;
+
+		if (bpf_skb_load_bytes(skb, offsetof(struct iphdr, daddr), &daddr, sizeof(daddr)))
+			return 1;
+		__builtin_memset(f->dst.addr_be, 0, sizeof(f->dst.addr_be));
+		*(__u32 *)f->dst.addr_be = daddr;
+		f->dst.family = AF_INET;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes(skb, offsetof(struct ipv6hdr, daddr), f->dst.addr_be, 16))
+			return 1;
+		f->dst.family = AF_INET6;
+	}
+	f->dst.port = 0;
+	return 1;
+}
+
+/* Processes that already run when the agent starts. */
+SEC("iter/task")
+int dump_task(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct exec_event *e;
+	struct file *exe;
+
+	if (!task || task->pid != task->tgid)
+		return 0;
+	e = exec_record(task);
+	if (!e)
+		return 0;
+	e->flags = EXEC_F_FROM_ITER;
+	exe = BPF_CORE_READ(task, mm, exe_file);
+	if (exe)
+		e->exe_len = resolve_path(&exe->f_path, e->data, &e->flags) &
+			     (EGRESSD_PATH_MAX - 1);
+	if (!bpf_map_lookup_elem(&procs, &e->proc.tgid))
+		procs_set(e->proc.tgid, e->proc.start_ns, NULL);
+
+	__u32 size = exec_size(e);
+
+	header_init(&e->hdr, EVENT_EXEC, size);
+	bpf_seq_write(ctx->meta->seq, e, size);
+	return 0;
+}
+
+/*
+ * Live sockets and their counters, read by the agent on its poll and at
+ * shutdown. Walks every open file of every task, so it sees sockets in all
+ * network namespaces and of every family (iter/tcp and iter/udp see one
+ * namespace; map iterators are refused on some kernels). A socket shared by
+ * several descriptors is written once per descriptor: the agent dedupes by
+ * cookie.
+ */
+SEC("iter/task_file")
+int dump_sock_files(struct bpf_iter__task_file *ctx)
+{
+	struct file *file = ctx->file;
+	struct socket *sock;
+	struct sock_flow *f;
+
+	if (!file)
+		return 0;
+	sock = bpf_sock_from_file(file);
+	if (!sock || !sock->sk)
+		return 0;
+	f = bpf_sk_storage_get(&sk_flows, sock->sk, NULL, 0);
+	if (f)
+		bpf_seq_write(ctx->meta->seq, f, sizeof(*f));
+	return 0;
+}
