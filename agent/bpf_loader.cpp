@@ -94,6 +94,7 @@ void BpfPrograms::attach() {
 
   Fd cgroup(open(opts_.cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (cgroup.get() < 0) throw LoaderError(fmt::format("open cgroup {}", opts_.cgroup_path), errno);
+  attach_cgroup("sock_create", s->progs.sock_create, cgroup.get());
   attach_cgroup("connect4", s->progs.connect4, cgroup.get());
   attach_cgroup("connect6", s->progs.connect6, cgroup.get());
   attach_cgroup("sendmsg4", s->progs.sendmsg4, cgroup.get());

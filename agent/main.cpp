@@ -53,6 +53,7 @@ int cmd_check(const std::string& proc_root, bool try_load) {
                             "sched_process_fork -> tp_btf/sched_process_fork",
                             "sched_process_exit -> tp_btf/sched_process_exit",
                             "dump_task -> iter/task", "dump_sock_files -> iter/task_file",
+                            "sock_create -> cgroup/sock_create (raw and ICMP sockets)",
                             "connect4/connect6 -> cgroup/connect4, cgroup/connect6",
                             "sendmsg4/sendmsg6 -> cgroup/sendmsg4, cgroup/sendmsg6",
                             "sock_release -> cgroup/sock_release", "skb_egress -> cgroup_skb/egress",

@@ -510,6 +510,30 @@ int sendmsg6(struct bpf_sock_addr *ctx)
 	return on_sendmsg(ctx, AF_INET6);
 }
 
+/*
+ * Raw and ICMP sockets name their destination in each packet, and the first
+ * packet leaves (cgroup_skb/egress) before the first sock_send_length: tag
+ * them at creation so that packet already finds its socket's state. Other
+ * sockets are tagged at their first connect, sendmsg or send, which costs
+ * socket creation nothing.
+ */
+SEC("cgroup/sock_create")
+int sock_create(struct bpf_sock *sk)
+{
+	struct sock_flow *f;
+
+	if (!sends_name_destination(sk->family, sk->type, sk->protocol))
+		return 1;
+	f = bpf_sk_storage_get(&sk_flows, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!f) {
+		kstat_inc(KSTAT_SK_STORAGE_FAIL);
+		return 1;
+	}
+	if (!f->cookie)
+		flow_init(f, bpf_get_socket_cookie(sk), sk->family, sk->type, sk->protocol, 0);
+	return 1;
+}
+
 /* A socket first seen at a send: it predates the agent, or was accepted. */
 static __always_inline struct sock_flow *adopt_sock(struct sock *sk)
 {

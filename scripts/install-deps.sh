@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages egressd needs to build, run and be tested.
+# Idempotent: packages already present are left alone.
+set -euo pipefail
+
+BUILD_PKGS=(cmake make g++ clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
+  libcap-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev prometheus-cpp-dev libfmt-dev)
+TEST_PKGS=(libgtest-dev googletest liburing-dev iproute2 python3 curl)
+
+want=("${BUILD_PKGS[@]}")
+[[ "${1:-}" == "--with-tests" ]] && want+=("${TEST_PKGS[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "egressd: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,354 @@
+// Load generator for tests/bench/run.sh: TCP over 127.0.0.1 to an in-process
+// sink. Loopback only; it never sends anywhere else.
+//
+//   loadgen send DURATION_S            64-byte send() calls on one connection
+//   loadgen connect DURATION_S         short connections, as fast as possible
+//   loadgen connect-rate N DURATION_S  short connections paced at N per second
+//
+// Options (before or after the mode): --cpu C (sender, default 0),
+// --sink-cpu C (sink thread, default 1).
+//
+// A short connection is: socket, connect, send 64 bytes, close. The sender is
+// the main thread, pinned to one CPU; the sink is a thread pinned to another.
+// Prints one JSON line on stdout. Exit status 0, or 2 on bad usage, 1 when the
+// sink cannot be set up.
+//
+// Build: g++ -O2 -std=c++20 -pthread -o loadgen loadgen.cpp
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr size_t kPayload = 64;
+
+double now_s() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+bool pin(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof(set), &set) == 0;  // 0: the calling thread
+}
+
+[[noreturn]] void die(const char* what) {
+  std::fprintf(stderr, "loadgen: %s: %s\n", what, std::strerror(errno));
+  std::exit(1);
+}
+
+[[noreturn]] void usage() {
+  std::fprintf(stderr,
+               "usage: loadgen [--cpu C] [--sink-cpu C] send DURATION_S\n"
+               "       loadgen [--cpu C] [--sink-cpu C] connect DURATION_S\n"
+               "       loadgen [--cpu C] [--sink-cpu C] connect-rate N DURATION_S\n");
+  std::exit(2);
+}
+
+// Accepts every connection on the listener and reads until EOF; the data is
+// thrown away. Runs until stop is set.
+class Sink {
+ public:
+  explicit Sink(int cpu) : cpu_(cpu) {
+    lfd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (lfd_ < 0) die("socket");
+    int one = 1;
+    setsockopt(lfd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    if (bind(lfd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0) die("bind");
+    if (listen(lfd_, 4096) < 0) die("listen");
+    socklen_t len = sizeof(addr_);
+    if (getsockname(lfd_, reinterpret_cast<sockaddr*>(&addr_), &len) < 0) die("getsockname");
+    epfd_ = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd_ < 0) die("epoll_create1");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = lfd_;
+    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, lfd_, &ev) < 0) die("epoll_ctl");
+    thread_ = std::thread([this] { loop(); });
+  }
+
+  ~Sink() {
+    stop_.store(true);
+    thread_.join();
+    for (int fd : open_) close(fd);
+    close(epfd_);
+    close(lfd_);
+  }
+
+  const sockaddr_in& addr() const { return addr_; }
+  uint64_t accepted() const { return accepted_.load(); }
+  bool pinned() const { return pinned_.load(); }
+
+ private:
+  void loop() {
+    pinned_.store(pin(cpu_));
+    std::vector<char> buf(1 << 16);
+    epoll_event evs[256];
+    while (!stop_.load(std::memory_order_relaxed)) {
+      int n = epoll_wait(epfd_, evs, 256, 50);
+      for (int i = 0; i < n; ++i) {
+        int fd = evs[i].data.fd;
+        if (fd == lfd_) {
+          for (;;) {
+            int c = accept4(lfd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (c < 0) break;
+            accepted_.fetch_add(1, std::memory_order_relaxed);
+            if (lowat_ > 0) setsockopt(c, SOL_SOCKET, SO_RCVLOWAT, &lowat_, sizeof(lowat_));
+            epoll_event ev{};
+            ev.events = EPOLLIN | EPOLLRDHUP;
+            ev.data.fd = c;
+            epoll_ctl(epfd_, EPOLL_CTL_ADD, c, &ev);
+            open_.push_back(c);
+            drain(c, buf);  // data and FIN are usually there already
+          }
+          continue;
+        }
+        drain(fd, buf);
+      }
+    }
+  }
+
+  // Reads what is there; closes the socket at EOF or error.
+  void drain(int fd, std::vector<char>& buf) {
+    for (;;) {
+      ssize_t r = recv(fd, buf.data(), buf.size(), 0);
+      if (r > 0) continue;
+      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (r < 0 && errno == EINTR) continue;
+      close(fd);  // also leaves the epoll set
+      for (size_t i = 0; i < open_.size(); ++i)
+        if (open_[i] == fd) {
+          open_[i] = open_.back();
+          open_.pop_back();
+          break;
+        }
+      return;
+    }
+  }
+
+  int cpu_;
+ public:
+  int lowat_ = 0;
+ private:
+  int lfd_ = -1, epfd_ = -1;
+  sockaddr_in addr_{};
+  std::vector<int> open_;  // touched by the sink thread only (and the destructor)
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> pinned_{false};
+  std::atomic<uint64_t> accepted_{0};
+  std::thread thread_;
+};
+
+struct Common {
+  int cpu = 0, sink_cpu = 1;
+  bool pinned = false;
+};
+
+void print_common(const Common& c, const Sink& sink) {
+  std::printf("\"pid\":%d,\"cpu\":%d,\"sink_cpu\":%d,\"pinned\":%s,\"sink_pinned\":%s,\"port\":%u",
+              static_cast<int>(getpid()), c.cpu, c.sink_cpu, c.pinned ? "true" : "false",
+              sink.pinned() ? "true" : "false", ntohs(sink.addr().sin_port));
+}
+
+int run_send(const Common& c, double duration) {
+  Sink sink(c.sink_cpu);
+  if (getenv("LOWAT")) sink.lowat_ = atoi(getenv("LOWAT"));
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) die("socket");
+  int one = 1;
+  if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) die("TCP_NODELAY");
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&sink.addr()), sizeof(sockaddr_in)) < 0)
+    die("connect");
+  char payload[kPayload];
+  std::memset(payload, 'x', sizeof(payload));
+
+  uint64_t sends = 0, errors = 0;
+  const double start = now_s();
+  const double deadline = start + duration;
+  double end = start;
+  for (;;) {
+    for (int i = 0; i < 32; ++i) {
+      ssize_t r = send(fd, payload, sizeof(payload), 0);
+      if (r == static_cast<ssize_t>(sizeof(payload)))
+        ++sends;
+      else
+        ++errors;
+    }
+    end = now_s();
+    if (end >= deadline) break;
+  }
+  const double elapsed = end - start;
+  close(fd);
+  std::printf("{\"mode\":\"send\",\"payload_bytes\":%zu,\"duration_s\":%.3f,\"sends\":%llu,"
+              "\"send_errors\":%llu,\"sends_per_s\":%.1f,",
+              kPayload, elapsed, static_cast<unsigned long long>(sends),
+              static_cast<unsigned long long>(errors), static_cast<double>(sends) / elapsed);
+  print_common(c, sink);
+  std::printf("}\n");
+  return 0;
+}
+
+struct ConnStats {
+  uint64_t attempted = 0;  // connect() calls made
+  uint64_t connected = 0;  // connect() calls that succeeded
+  uint64_t send_errors = 0;
+  uint64_t socket_errors = 0;
+  std::map<int, uint64_t> connect_errno;
+};
+
+// One short connection. Returns false if no connect() call was made.
+bool one_connection(const sockaddr_in& dst, const char* payload, ConnStats& s) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ++s.socket_errors;
+    return false;
+  }
+  ++s.attempted;
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&dst), sizeof(dst)) < 0) {
+    ++s.connect_errno[errno];
+    close(fd);
+    return true;
+  }
+  ++s.connected;
+  if (send(fd, payload, kPayload, 0) != static_cast<ssize_t>(kPayload)) ++s.send_errors;
+  close(fd);
+  return true;
+}
+
+void print_conn_stats(const ConnStats& s) {
+  std::printf("\"attempted\":%llu,\"connections\":%llu,\"send_errors\":%llu,\"socket_errors\":%llu,"
+              "\"connect_errors\":{",
+              static_cast<unsigned long long>(s.attempted),
+              static_cast<unsigned long long>(s.connected),
+              static_cast<unsigned long long>(s.send_errors),
+              static_cast<unsigned long long>(s.socket_errors));
+  bool first = true;
+  for (const auto& [e, n] : s.connect_errno) {
+    std::printf("%s\"%s\":%llu", first ? "" : ",", strerrorname_np(e) ? strerrorname_np(e) : "?",
+                static_cast<unsigned long long>(n));
+    first = false;
+  }
+  std::printf("},");
+}
+
+int run_connect(const Common& c, double duration) {
+  Sink sink(c.sink_cpu);
+  char payload[kPayload];
+  std::memset(payload, 'x', sizeof(payload));
+  ConnStats s;
+  const double start = now_s();
+  const double deadline = start + duration;
+  double end = start;
+  for (;;) {
+    one_connection(sink.addr(), payload, s);
+    end = now_s();
+    if (end >= deadline) break;
+  }
+  const double elapsed = end - start;
+  std::printf("{\"mode\":\"connect\",\"duration_s\":%.3f,", elapsed);
+  print_conn_stats(s);
+  std::printf("\"connections_per_s\":%.1f,", static_cast<double>(s.connected) / elapsed);
+  print_common(c, sink);
+  std::printf(",\"sink_accepted\":%llu}\n", static_cast<unsigned long long>(sink.accepted()));
+  return 0;
+}
+
+int run_connect_rate(const Common& c, double rate, double duration) {
+  Sink sink(c.sink_cpu);
+  char payload[kPayload];
+  std::memset(payload, 'x', sizeof(payload));
+  ConnStats s;
+  const uint64_t total = static_cast<uint64_t>(rate * duration + 0.5);
+  const double interval = 1.0 / rate;
+  double max_lag = 0;
+  const double start = now_s();
+  for (uint64_t i = 0; i < total; ++i) {
+    const double due = start + static_cast<double>(i) * interval;
+    double now = now_s();
+    if (now < due) {
+      // Sleep only when well ahead; spin the last stretch.
+      if (due - now > 200e-6) {
+        double t = due - 100e-6;
+        timespec ts{static_cast<time_t>(t), static_cast<long>((t - static_cast<double>(static_cast<time_t>(t))) * 1e9)};
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
+      }
+      while (now_s() < due) {
+      }
+    } else if (now - due > max_lag) {
+      max_lag = now - due;
+    }
+    one_connection(sink.addr(), payload, s);
+  }
+  const double elapsed = now_s() - start;
+  // Let the sink take the last connections before it stops.
+  for (int i = 0; i < 100 && sink.accepted() < s.connected; ++i) usleep(10'000);
+  std::printf("{\"mode\":\"connect-rate\",\"target_per_s\":%.0f,\"planned\":%llu,\"duration_s\":%.3f,",
+              rate, static_cast<unsigned long long>(total), elapsed);
+  print_conn_stats(s);
+  std::printf("\"connections_per_s\":%.1f,\"max_lag_ms\":%.3f,",
+              static_cast<double>(s.connected) / elapsed, max_lag * 1e3);
+  print_common(c, sink);
+  std::printf(",\"sink_accepted\":%llu}\n", static_cast<unsigned long long>(sink.accepted()));
+  return 0;
+}
+
+double number(const char* s) {
+  char* end = nullptr;
+  double v = std::strtod(s, &end);
+  if (!end || *end || !(v > 0)) usage();
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  Common c;
+  std::vector<std::string> pos;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if ((a == "--cpu" || a == "--sink-cpu") && i + 1 < argc) {
+      int v = static_cast<int>(number(argv[++i]) + 0.5);
+      (a == "--cpu" ? c.cpu : c.sink_cpu) = v;
+      continue;
+    }
+    if (a == "--cpu" || a == "--sink-cpu") usage();
+    pos.push_back(a);
+  }
+  if (pos.empty()) usage();
+  // The sink thread pins itself; the main thread (the sender) pins here,
+  // before any socket work.
+  c.pinned = pin(c.cpu);
+  if (!c.pinned) std::fprintf(stderr, "loadgen: cannot pin to CPU %d: %s\n", c.cpu, std::strerror(errno));
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  if (pos[0] == "send" && pos.size() == 2) return run_send(c, number(pos[1].c_str()));
+  if (pos[0] == "connect" && pos.size() == 2) return run_connect(c, number(pos[1].c_str()));
+  if (pos[0] == "connect-rate" && pos.size() == 3)
+    return run_connect_rate(c, number(pos[1].c_str()), number(pos[2].c_str()));
+  usage();
+}

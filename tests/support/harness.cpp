@@ -1,0 +1,308 @@
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "bpf_loader.h"
+#include "feature_probe.h"
+
+namespace egressd::test {
+namespace fs = std::filesystem;
+
+bool bpf_required() {
+  const char* v = std::getenv("EGRESSD_REQUIRE_BPF");
+  return v && std::string(v) == "1";
+}
+
+std::string bpf_unavailable_reason() {
+  static std::string reason = [] {
+    if (geteuid() != 0) return std::string("kernel tests need root");
+    FeatureReport r = probe_features();
+    if (auto p = r.first_problem(); !p.empty()) return p;
+    try {
+      LoadOptions opts;
+      opts.cgroup_path = r.cgroup2_path;
+      BpfPrograms::load(opts);
+    } catch (const std::exception& e) {
+      return std::string("BPF programs do not load: ") + e.what();
+    }
+    return std::string();
+  }();
+  return reason;
+}
+
+std::string egressd_bin() { return EGRESSD_BIN; }
+std::string traffic_bin() { return fs::canonical(EGRESSD_TRAFFIC_BIN).string(); }
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return pred();
+}
+
+static std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+AgentProcess::AgentProcess(std::vector<std::string> extra_args) {
+  char tmpl[] = "/tmp/egressd-test-XXXXXX";
+  dir_ = mkdtemp(tmpl);
+  log_path_ = dir_ + "/events.json";
+  err_path_ = dir_ + "/stderr.txt";
+  std::vector<std::string> args = {egressd_bin(), "run", "--log-file", log_path_,
+                                   "--metrics-addr", "127.0.0.1:0"};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  pid_ = fork();
+  if (pid_ == 0) {
+    int err = open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(err, 2);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  wait_until(
+      [&] {
+        for (const auto& e : events())
+          if (field(e, "event.action") == "agent-started") {
+            metrics_addr_ = e["egressd"]["metrics"]["address"].get<std::string>();
+            return true;
+          }
+        return waitpid(pid_, nullptr, WNOHANG) == pid_ ? (pid_ = -1, true) : false;
+      },
+      std::chrono::seconds(30));
+}
+
+AgentProcess::~AgentProcess() {
+  if (pid_ > 0) stop();
+  std::error_code ec;
+  if (!std::getenv("EGRESSD_KEEP_TEST_FILES")) fs::remove_all(dir_, ec);
+}
+
+int AgentProcess::stop() {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGTERM);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::vector<nlohmann::json> AgentProcess::events() const {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(log_path_);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded()) out.push_back(std::move(j));
+  }
+  return out;
+}
+
+std::string AgentProcess::stderr_text() const { return slurp(err_path_); }
+
+std::string AgentProcess::scrape() const {
+  auto colon = metrics_addr_.rfind(':');
+  int port = std::stoi(metrics_addr_.substr(colon + 1));
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) < 0) {
+    close(fd);
+    return {};
+  }
+  const std::string req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  if (write(fd, req.data(), req.size()) < 0) {
+    close(fd);
+    return {};
+  }
+  std::string resp;
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) resp.append(buf, static_cast<size_t>(n));
+  close(fd);
+  auto body = resp.find("\r\n\r\n");
+  return body == std::string::npos ? resp : resp.substr(body + 4);
+}
+
+TrafficResult run_traffic(const std::vector<std::string>& args,
+                          const std::vector<std::string>& prefix, const std::string& binary) {
+  int out[2];
+  if (pipe(out) < 0) return {};
+  std::vector<std::string> all = prefix;
+  all.push_back(binary.empty() ? traffic_bin() : binary);
+  all.insert(all.end(), args.begin(), args.end());
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out[1], 1);
+    close(out[0]);
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execvp(argv[0], argv.data());
+    _exit(127);
+  }
+  close(out[1]);
+  TrafficResult r;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(out[0], buf, sizeof(buf))) > 0) r.output.append(buf, static_cast<size_t>(n));
+  close(out[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::istringstream lines(r.output);
+  std::string line;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.contains("bytes")) continue;
+    r.pid = j.value("pid", 0);
+    r.bytes = j.value("bytes", 0ULL);
+    r.child = j.value("child", 0);
+    r.child_bytes = j.value("child_bytes", 0ULL);
+    r.elapsed_us = j.value("elapsed_us", 0LL);
+  }
+  return r;
+}
+
+static int listen_on(const std::string& addr, int type, int* port_out) {
+  const bool v6 = addr.find(':') != std::string::npos;
+  int fd = socket(v6 ? AF_INET6 : AF_INET, type, 0);
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (v6) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    s6->sin6_family = AF_INET6;
+    inet_pton(AF_INET6, addr.c_str(), &s6->sin6_addr);
+    len = sizeof(*s6);
+  } else {
+    auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+    s4->sin_family = AF_INET;
+    inet_pton(AF_INET, addr.c_str(), &s4->sin_addr);
+    len = sizeof(*s4);
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) return -1;
+  if (type == SOCK_STREAM) listen(fd, 64);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  *port_out = ntohs(v6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                       : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  return fd;
+}
+
+TcpSink::TcpSink(const std::string& addr) {
+  fd_ = listen_on(addr, SOCK_STREAM, &port_);
+  thread_ = std::thread([this] {
+    while (!stop_) {
+      int c = accept(fd_, nullptr, nullptr);
+      if (c < 0) break;
+      std::thread([this, c] {
+        char buf[65536];
+        ssize_t n;
+        while ((n = read(c, buf, sizeof(buf))) > 0) received_ += static_cast<uint64_t>(n);
+        close(c);
+      }).detach();
+    }
+  });
+}
+
+TcpSink::~TcpSink() {
+  stop_ = true;
+  shutdown(fd_, SHUT_RDWR);
+  close(fd_);
+  thread_.join();
+}
+
+UdpSink::UdpSink(const std::string& addr) {
+  fd_ = listen_on(addr, SOCK_DGRAM, &port_);
+  int big = 4 << 20;
+  setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+}
+
+UdpSink::~UdpSink() { close(fd_); }
+
+std::string field(const nlohmann::json& j, const std::string& dotted) {
+  const nlohmann::json* cur = &j;
+  std::stringstream ss(dotted);
+  std::string part;
+  while (std::getline(ss, part, '.')) {
+    if (!cur->is_object() || !cur->contains(part)) return "";
+    cur = &(*cur)[part];
+  }
+  if (cur->is_string()) return cur->get<std::string>();
+  if (cur->is_null()) return "";
+  return cur->dump();
+}
+
+std::vector<nlohmann::json> events_of(const std::vector<nlohmann::json>& events,
+                                      const std::string& action, int pid) {
+  std::vector<nlohmann::json> out;
+  for (const auto& e : events)
+    if (field(e, "event.action") == action && field(e, "process.pid") == std::to_string(pid))
+      out.push_back(e);
+  return out;
+}
+
+uint64_t logged_bytes(const std::vector<nlohmann::json>& events, int pid, int port) {
+  std::map<std::string, uint64_t> last;
+  for (const auto& e : events) {
+    const std::string action = field(e, "event.action");
+    if (action != "flow-ended" && action != "flow-updated") continue;
+    if (field(e, "process.pid") != std::to_string(pid)) continue;
+    if (port && field(e, "destination.port") != std::to_string(port)) continue;
+    last[field(e, "egressd.flow.id")] = e["source"]["bytes"].get<uint64_t>();
+  }
+  uint64_t sum = 0;
+  for (const auto& [_, b] : last) sum += b;
+  return sum;
+}
+
+double metric_sum(const std::string& exposition, const std::string& name,
+                  const std::map<std::string, std::string>& want) {
+  static const std::regex label_re(R"re((\w+)="((?:[^"\\]|\\.)*)")re");
+  double sum = 0;
+  std::istringstream in(exposition);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    if (line.compare(0, name.size(), name) != 0) continue;
+    const char next = line.size() > name.size() ? line[name.size()] : '\0';
+    if (next != '{' && next != ' ') continue;
+    std::map<std::string, std::string> labels;
+    auto close = line.rfind('}');
+    if (next == '{') {
+      std::string body = line.substr(name.size() + 1, close - name.size() - 1);
+      for (std::sregex_iterator it(body.begin(), body.end(), label_re), end; it != end; ++it)
+        labels[(*it)[1]] = (*it)[2];
+    }
+    bool match = true;
+    for (const auto& [k, v] : want)
+      if (labels[k] != v) match = false;
+    if (!match) continue;
+    sum += std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return sum;
+}
+
+}  // namespace egressd::test

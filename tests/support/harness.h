@@ -1,0 +1,117 @@
+// Shared pieces of the kernel and end-to-end tests: the real agent as a child
+// process, sinks on loopback, the traffic generator, log and metric readers.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace egressd::test {
+
+// Kernel tests need root and a kernel that loads the programs. Without them
+// they skip with the reason, unless EGRESSD_REQUIRE_BPF=1 (CI), where the
+// same condition is a failure: a skip in CI would hide a broken data path.
+std::string bpf_unavailable_reason();
+#define EGRESSD_REQUIRE_KERNEL()                                              \
+  do {                                                                        \
+    std::string why_ = ::egressd::test::bpf_unavailable_reason();             \
+    if (!why_.empty()) {                                                      \
+      if (::egressd::test::bpf_required()) FAIL() << "EGRESSD_REQUIRE_BPF=1: " << why_; \
+      GTEST_SKIP() << why_;                                                   \
+    }                                                                         \
+  } while (0)
+bool bpf_required();
+
+std::string egressd_bin();
+std::string traffic_bin();  // canonical path, as the kernel resolves it
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
+
+// The real agent, started as `egressd run` with its own log file and a free
+// metrics port. stop() sends SIGTERM and returns the exit status.
+class AgentProcess {
+ public:
+  explicit AgentProcess(std::vector<std::string> extra_args = {});
+  ~AgentProcess();
+  bool started() const { return pid_ > 0 && !metrics_addr_.empty(); }
+  int stop();
+  pid_t pid() const { return pid_; }
+  const std::string& log_path() const { return log_path_; }
+  const std::string& metrics_address() const { return metrics_addr_; }
+  std::vector<nlohmann::json> events() const;
+  std::string scrape() const;
+  std::string stderr_text() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::string dir_, log_path_, err_path_, metrics_addr_;
+};
+
+struct TrafficResult {
+  int pid = 0;
+  uint64_t bytes = 0;
+  int child = 0;
+  uint64_t child_bytes = 0;
+  int64_t elapsed_us = 0;
+  int exit_code = -1;
+  std::string output;
+};
+
+// Runs egressd-traffic with args (prefix: e.g. {"ip","netns","exec","ns"}).
+TrafficResult run_traffic(const std::vector<std::string>& args,
+                          const std::vector<std::string>& prefix = {},
+                          const std::string& binary = "");
+
+// TCP listener on 127.0.0.1 or ::1 that accepts and drains in a thread.
+class TcpSink {
+ public:
+  explicit TcpSink(const std::string& addr = "127.0.0.1");
+  ~TcpSink();
+  int port() const { return port_; }
+  uint64_t received() const { return received_.load(); }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> received_{0};
+  std::thread thread_;
+};
+
+// A bound UDP socket nobody reads: datagrams are counted by the sender side.
+class UdpSink {
+ public:
+  explicit UdpSink(const std::string& addr = "127.0.0.1");
+  ~UdpSink();
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// Final source.bytes of the flows of pid to port: the last flow-ended or
+// flow-updated event of each flow id, summed.
+uint64_t logged_bytes(const std::vector<nlohmann::json>& events, int pid, int port);
+// Events with event.action == action of process pid.
+std::vector<nlohmann::json> events_of(const std::vector<nlohmann::json>& events,
+                                      const std::string& action, int pid);
+
+// Sum of the samples of a metric whose labels include all of want.
+double metric_sum(const std::string& exposition, const std::string& name,
+                  const std::map<std::string, std::string>& want);
+
+// A string field at a dotted path ("process.executable"), or "".
+std::string field(const nlohmann::json& j, const std::string& dotted);
+
+}  // namespace egressd::test

@@ -1,0 +1,355 @@
+// egressd-traffic: makes known traffic for the kernel tests, one send path
+// per mode, and prints what it did as one JSON line on stdout:
+//   {"pid":123,"bytes":4096,"child":124,"child_bytes":100,"elapsed_us":350}
+// Every mode sends exactly the bytes it is told to and fails loudly if the
+// kernel accepted fewer.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/ip_icmp.h>
+#include <netinet/tcp.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "egressd-traffic: %s: %s\n", what.c_str(), std::strerror(errno));
+  std::exit(1);
+}
+
+void check_sent(ssize_t n, size_t want, const char* what) {
+  if (n < 0) die(what);
+  if (static_cast<size_t>(n) != want) {
+    std::fprintf(stderr, "egressd-traffic: %s: short send %zd of %zu\n", what, n, want);
+    std::exit(1);
+  }
+}
+
+struct Addr {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  int family = 0;
+};
+
+Addr parse_addr(const std::string& host, int port) {
+  Addr a;
+  if (inet_pton(AF_INET, host.c_str(), &reinterpret_cast<sockaddr_in*>(&a.ss)->sin_addr) == 1) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&a.ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(static_cast<uint16_t>(port));
+    a.len = sizeof(sockaddr_in);
+    a.family = AF_INET;
+    return a;
+  }
+  auto* sin6 = reinterpret_cast<sockaddr_in6*>(&a.ss);
+  if (inet_pton(AF_INET6, host.c_str(), &sin6->sin6_addr) != 1) {
+    std::fprintf(stderr, "egressd-traffic: bad address %s\n", host.c_str());
+    std::exit(2);
+  }
+  sin6->sin6_family = AF_INET6;
+  sin6->sin6_port = htons(static_cast<uint16_t>(port));
+  a.len = sizeof(sockaddr_in6);
+  a.family = AF_INET6;
+  return a;
+}
+
+int tcp_connect(const Addr& a) {
+  int fd = socket(a.family, SOCK_STREAM, 0);
+  if (fd < 0) die("socket");
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&a.ss), a.len) < 0) die("connect");
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return fd;
+}
+
+// Sends total bytes in chunks with the named method on a connected socket.
+void send_with(int fd, const std::string& method, size_t total, size_t chunk) {
+  std::vector<char> buf(chunk, 'e');
+  size_t left = total;
+  if (method == "sendfile" || method == "splice") {
+    char path[] = "/tmp/egressd-traffic-XXXXXX";
+    int file = mkstemp(path);
+    if (file < 0) die("mkstemp");
+    unlink(path);
+    std::vector<char> data(total, 'f');
+    if (write(file, data.data(), total) != static_cast<ssize_t>(total)) die("write temp file");
+    if (method == "sendfile") {
+      off_t off = 0;
+      while (left) {
+        ssize_t n = sendfile(fd, file, &off, std::min(left, chunk));
+        if (n <= 0) die("sendfile");
+        left -= static_cast<size_t>(n);
+      }
+    } else {
+      int p[2];
+      if (pipe(p) < 0) die("pipe");
+      loff_t off = 0;
+      while (left) {
+        ssize_t in = splice(file, &off, p[1], nullptr, std::min(left, chunk), 0);
+        if (in <= 0) die("splice file->pipe");
+        ssize_t moved = 0;
+        while (moved < in) {
+          ssize_t n = splice(p[0], nullptr, fd, nullptr, static_cast<size_t>(in - moved), 0);
+          if (n <= 0) die("splice pipe->socket");
+          moved += n;
+        }
+        left -= static_cast<size_t>(in);
+      }
+    }
+    close(file);
+    return;
+  }
+  if (method == "io_uring") {
+    io_uring ring;
+    if (io_uring_queue_init(8, &ring, 0) < 0) die("io_uring_queue_init");
+    while (left) {
+      size_t n = std::min(left, chunk);
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+      io_uring_prep_send(sqe, fd, buf.data(), n, 0);
+      io_uring_submit(&ring);
+      io_uring_cqe* cqe = nullptr;
+      if (io_uring_wait_cqe(&ring, &cqe) < 0) die("io_uring_wait_cqe");
+      errno = cqe->res < 0 ? -cqe->res : 0;
+      check_sent(cqe->res, n, "io_uring send");
+      io_uring_cqe_seen(&ring, cqe);
+      left -= n;
+    }
+    io_uring_queue_exit(&ring);
+    return;
+  }
+  while (left) {
+    size_t n = std::min(left, chunk);
+    ssize_t r;
+    if (method == "send") {
+      r = send(fd, buf.data(), n, 0);
+    } else if (method == "write") {
+      r = write(fd, buf.data(), n);
+    } else if (method == "writev") {
+      size_t half = n / 2;
+      iovec iov[2] = {{buf.data(), half}, {buf.data() + half, n - half}};
+      r = writev(fd, iov, 2);
+    } else if (method == "sendmsg") {
+      iovec iov{buf.data(), n};
+      msghdr m{};
+      m.msg_iov = &iov;
+      m.msg_iovlen = 1;
+      r = sendmsg(fd, &m, 0);
+    } else {
+      std::fprintf(stderr, "egressd-traffic: unknown method %s\n", method.c_str());
+      std::exit(2);
+    }
+    check_sent(r, n, method.c_str());
+    left -= n;
+  }
+}
+
+size_t arg_size(char** argv, int i) { return std::strtoull(argv[i], nullptr, 10); }
+
+void usage() {
+  std::fprintf(stderr,
+               "usage: egressd-traffic [--hold] [--wait-stdin] MODE ...\n"
+               "  tcp HOST PORT BYTES CHUNK METHOD   (send|write|writev|sendmsg|sendfile|splice|io_uring)\n"
+               "  tcp-thread HOST PORT BYTES         send from a second thread\n"
+               "  tcp-inherit HOST PORT PARENT CHILD parent and forked child share one socket\n"
+               "  udp HOST PORT COUNT SIZE           connected UDP\n"
+               "  udp-to HOST PORT[,PORT..] COUNT SIZE  unconnected UDP, sendto per port\n"
+               "  udp-mmsg HOST PORT COUNT SIZE      unconnected UDP, one sendmmsg call\n"
+               "  icmp HOST COUNT PAYLOAD            raw ICMP echo requests\n"
+               "  packet IFNAME COUNT SIZE           AF_PACKET frames\n"
+               "  tcp-sink ADDR PORT                 accept and drain (for namespaces)\n");
+  std::exit(2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const auto t0 = std::chrono::steady_clock::now();
+  int i = 1;
+  bool hold = false;
+  if (i < argc && std::string(argv[i]) == "--hold") {
+    // For tcp: after sending, report and keep the socket open until stdin
+    // closes or gives a byte, so a test can act while the flow is open.
+    hold = true;
+    ++i;
+  }
+  if (i < argc && std::string(argv[i]) == "--wait-stdin") {
+    // Print our pid, then wait: the test acts on this process before it sends.
+    std::printf("{\"pid\":%d,\"waiting\":true}\n", getpid());
+    std::fflush(stdout);
+    char c;
+    if (read(0, &c, 1) < 0) die("read stdin");
+    ++i;
+  }
+  if (i >= argc) usage();
+  const std::string mode = argv[i++];
+  const int n = argc - i;
+  char** a = argv + i;
+  size_t bytes = 0, child_bytes = 0;
+  pid_t child = 0;
+
+  if (mode == "tcp" && n == 5) {
+    int fd = tcp_connect(parse_addr(a[0], std::atoi(a[1])));
+    bytes = arg_size(a, 2);
+    send_with(fd, a[4], bytes, arg_size(a, 3));
+    if (hold) {
+      std::printf("{\"pid\":%d,\"bytes\":%zu,\"holding\":true}\n", getpid(), bytes);
+      std::fflush(stdout);
+      char c;
+      if (read(0, &c, 1) < 0) die("read stdin");
+    }
+    close(fd);
+  } else if (mode == "tcp-thread" && n == 3) {
+    int fd = tcp_connect(parse_addr(a[0], std::atoi(a[1])));
+    bytes = arg_size(a, 2);
+    std::thread t([&] { send_with(fd, "send", bytes, 1000); });
+    t.join();
+    close(fd);
+  } else if (mode == "tcp-inherit" && n == 4) {
+    int fd = tcp_connect(parse_addr(a[0], std::atoi(a[1])));
+    bytes = arg_size(a, 2);
+    child_bytes = arg_size(a, 3);
+    int ready[2];
+    if (pipe(ready) < 0) die("pipe");
+    child = fork();
+    if (child < 0) die("fork");
+    if (child == 0) {
+      send_with(fd, "send", child_bytes, 1000);
+      _exit(0);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);  // the child sends first, then the parent
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("child");
+    send_with(fd, "send", bytes, 1000);
+    close(fd);
+  } else if (mode == "udp" && n == 4) {
+    Addr dst = parse_addr(a[0], std::atoi(a[1]));
+    int fd = socket(dst.family, SOCK_DGRAM, 0);
+    if (fd < 0) die("socket");
+    if (connect(fd, reinterpret_cast<sockaddr*>(&dst.ss), dst.len) < 0) die("connect");
+    size_t count = arg_size(a, 2), size = arg_size(a, 3);
+    std::vector<char> buf(size, 'u');
+    for (size_t k = 0; k < count; ++k) check_sent(send(fd, buf.data(), size, 0), size, "send");
+    bytes = count * size;
+    close(fd);
+  } else if (mode == "udp-to" && n == 4) {
+    std::vector<int> ports;
+    for (char* p = a[1]; p && *p;) {
+      ports.push_back(std::atoi(p));
+      p = std::strchr(p, ',');
+      if (p) ++p;
+    }
+    Addr first = parse_addr(a[0], ports.at(0));
+    int fd = socket(first.family, SOCK_DGRAM, 0);
+    if (fd < 0) die("socket");
+    size_t count = arg_size(a, 2), size = arg_size(a, 3);
+    std::vector<char> buf(size, 'u');
+    for (int port : ports) {
+      Addr dst = parse_addr(a[0], port);
+      for (size_t k = 0; k < count; ++k)
+        check_sent(sendto(fd, buf.data(), size, 0, reinterpret_cast<sockaddr*>(&dst.ss), dst.len),
+                   size, "sendto");
+    }
+    bytes = count * size * ports.size();
+    close(fd);
+  } else if (mode == "udp-mmsg" && n == 4) {
+    Addr dst = parse_addr(a[0], std::atoi(a[1]));
+    int fd = socket(dst.family, SOCK_DGRAM, 0);
+    if (fd < 0) die("socket");
+    size_t count = arg_size(a, 2), size = arg_size(a, 3);
+    std::vector<char> buf(size, 'm');
+    std::vector<iovec> iov(count, iovec{buf.data(), size});
+    std::vector<mmsghdr> msgs(count);
+    for (size_t k = 0; k < count; ++k) {
+      msgs[k].msg_hdr.msg_name = &dst.ss;
+      msgs[k].msg_hdr.msg_namelen = dst.len;
+      msgs[k].msg_hdr.msg_iov = &iov[k];
+      msgs[k].msg_hdr.msg_iovlen = 1;
+    }
+    int sent = sendmmsg(fd, msgs.data(), static_cast<unsigned>(count), 0);
+    check_sent(sent, count, "sendmmsg");
+    bytes = count * size;
+    close(fd);
+  } else if (mode == "icmp" && n == 3) {
+    Addr dst = parse_addr(a[0], 0);
+    int fd = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+    if (fd < 0) die("socket raw icmp");
+    size_t count = arg_size(a, 1), payload = arg_size(a, 2);
+    std::vector<unsigned char> pkt(sizeof(icmphdr) + payload, 'p');
+    for (size_t k = 0; k < count; ++k) {
+      auto* h = reinterpret_cast<icmphdr*>(pkt.data());
+      h->type = ICMP_ECHO;
+      h->code = 0;
+      h->un.echo.id = htons(static_cast<uint16_t>(getpid()));
+      h->un.echo.sequence = htons(static_cast<uint16_t>(k));
+      h->checksum = 0;
+      uint32_t sum = 0;
+      for (size_t b = 0; b + 1 < pkt.size(); b += 2) sum += (pkt[b] << 8) | pkt[b + 1];
+      if (pkt.size() % 2) sum += pkt.back() << 8;
+      while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+      h->checksum = htons(static_cast<uint16_t>(~sum));
+      check_sent(sendto(fd, pkt.data(), pkt.size(), 0, reinterpret_cast<sockaddr*>(&dst.ss), dst.len),
+                 pkt.size(), "sendto icmp");
+    }
+    bytes = count * pkt.size();
+    close(fd);
+  } else if (mode == "packet" && n == 3) {
+    int fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+    if (fd < 0) die("socket packet");
+    sockaddr_ll ll{};
+    ll.sll_family = AF_PACKET;
+    ll.sll_ifindex = static_cast<int>(if_nametoindex(a[0]));
+    ll.sll_protocol = htons(0x88b5);  // IEEE local experimental ethertype
+    if (!ll.sll_ifindex) die("if_nametoindex");
+    size_t count = arg_size(a, 1), size = arg_size(a, 2);
+    std::vector<unsigned char> frame(size, 0);
+    std::memset(frame.data(), 0xff, 6);  // broadcast on the test's own link
+    frame[12] = 0x88;
+    frame[13] = 0xb5;
+    for (size_t k = 0; k < count; ++k)
+      check_sent(sendto(fd, frame.data(), size, 0, reinterpret_cast<sockaddr*>(&ll), sizeof(ll)),
+                 size, "sendto packet");
+    bytes = count * size;
+    close(fd);
+  } else if (mode == "tcp-sink" && n == 2) {
+    Addr at = parse_addr(a[0], std::atoi(a[1]));
+    int s = socket(at.family, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(s, reinterpret_cast<sockaddr*>(&at.ss), at.len) < 0) die("bind");
+    if (listen(s, 16) < 0) die("listen");
+    std::printf("{\"pid\":%d,\"listening\":true}\n", getpid());
+    std::fflush(stdout);
+    for (;;) {
+      int c = accept(s, nullptr, nullptr);
+      if (c < 0) die("accept");
+      char buf[65536];
+      while (read(c, buf, sizeof(buf)) > 0) {
+      }
+      close(c);
+    }
+  } else {
+    usage();
+  }
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::steady_clock::now() - t0)
+                      .count();
+  std::printf("{\"pid\":%d,\"bytes\":%zu,\"child\":%d,\"child_bytes\":%zu,\"elapsed_us\":%lld}\n",
+              getpid(), bytes, child, child_bytes, static_cast<long long>(us));
+  return 0;
+}

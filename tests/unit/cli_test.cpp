@@ -1,0 +1,103 @@
+// The egressd binary's answers to bad input: one line, a documented exit code.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+
+#include "harness.h"
+
+namespace egressd::test {
+namespace {
+
+struct CliRun {
+  int code;
+  std::string out;
+};
+
+CliRun run_egressd(const std::string& args) {
+  std::string cmd = egressd_bin() + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  CliRun r{-1, ""};
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+TEST(Cli, Version) {
+  CliRun r = run_egressd("--version");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out.rfind("egressd ", 0), 0u);
+}
+
+TEST(Cli, HelpListsCommandsAndFlags) {
+  CliRun r = run_egressd("--help");
+  EXPECT_EQ(r.code, 0);
+  for (const char* s : {"run", "check"}) EXPECT_NE(r.out.find(s), std::string::npos) << s;
+  r = run_egressd("run --help");
+  for (const char* s : {"--config", "--metrics-addr", "--log-file"}) EXPECT_NE(r.out.find(s), std::string::npos) << s;
+}
+
+TEST(Cli, UnknownFlagIsAUsageError) {
+  CliRun r = run_egressd("run --frobnicate");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("frobnicate"), std::string::npos);
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2) << r.out;  // the error and a hint
+}
+
+TEST(Cli, NoCommandIsAUsageError) {
+  EXPECT_EQ(run_egressd("").code, 2);
+}
+
+TEST(Cli, BadMetricsAddress) {
+  CliRun r = run_egressd("run --metrics-addr localhost");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.out, "egressd: 'localhost' is not HOST:PORT\n");
+}
+
+TEST(Cli, MissingConfigFile) {
+  CliRun r = run_egressd("run --config /nonexistent/egressd.yaml");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("/nonexistent/egressd.yaml"), std::string::npos);
+}
+
+TEST(Cli, InvalidConfigNamesFileAndLine) {
+  const std::string path = "/tmp/egressd-cli-test.yaml";
+  std::ofstream(path) << "metrics:\n  address: 127.0.0.1:1\nflows:\n  pol_interval_seconds: 3\n";
+  CliRun r = run_egressd("run --config " + path);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.out.rfind("egressd: " + path + ":4: unknown key 'pol_interval_seconds'", 0), 0u) << r.out;
+  std::remove(path.c_str());
+}
+
+TEST(Cli, WithoutPrivilegesSaysSoInOneLine) {
+  // As root, drop to nobody (no capabilities); unprivileged, run as is.
+  const std::string prefix = geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
+  std::string cmd = prefix + egressd_bin() + " run --metrics-addr 127.0.0.1:0 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int status = pclose(p);
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  EXPECT_EQ(out, "egressd: privileges: needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (run with sudo)\n");
+}
+
+TEST(Cli, CheckWithoutPrivilegesFails) {
+  const std::string prefix = geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
+  std::string cmd = prefix + egressd_bin() + " check >/dev/null 2>&1";
+  int status = std::system(cmd.c_str());
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+}
+
+}  // namespace
+}  // namespace egressd::test

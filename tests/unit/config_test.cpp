@@ -1,0 +1,83 @@
+#include <gtest/gtest.h>
+
+#include "config.h"
+
+namespace egressd {
+namespace {
+
+std::string error_of(const std::string& text) {
+  Config cfg;
+  try {
+    load_config_text(text, "egressd.yaml", cfg);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, DefaultsAreLoopbackAndStdout) {
+  Config cfg;
+  EXPECT_EQ(cfg.metrics_address, "127.0.0.1:8789");
+  EXPECT_EQ(cfg.log_file, "-");
+}
+
+TEST(Config, ReadsEveryKey) {
+  Config cfg;
+  load_config_text(R"(
+metrics:
+  address: "127.0.0.1:9000"
+log:
+  file: /var/log/egressd/events.json
+flows:
+  update_interval_seconds: 30
+  poll_interval_seconds: 5
+kernel:
+  ring_buffer_bytes: 8388608
+  process_table_entries: 32768
+  flow_table_entries: 131072
+redaction:
+  patterns: ["corp-[0-9]+"]
+)",
+                   "egressd.yaml", cfg);
+  EXPECT_EQ(cfg.metrics_address, "127.0.0.1:9000");
+  EXPECT_EQ(cfg.log_file, "/var/log/egressd/events.json");
+  EXPECT_EQ(cfg.update_interval_ms, 30000u);
+  EXPECT_EQ(cfg.poll_interval_ms, 5000u);
+  EXPECT_EQ(cfg.load.ring_buffer_bytes, 8388608u);
+  EXPECT_EQ(cfg.load.process_table_entries, 32768u);
+  EXPECT_EQ(cfg.load.flow_table_entries, 131072u);
+  ASSERT_EQ(cfg.redact_patterns.size(), 1u);
+}
+
+TEST(Config, EmptyFileKeepsDefaults) {
+  EXPECT_EQ(error_of(""), "");
+}
+
+TEST(Config, ErrorsNameFileAndLine) {
+  EXPECT_EQ(error_of("metrics:\n  adress: x\n"),
+            "egressd.yaml:2: unknown key 'adress' in metrics (known: address)");
+  EXPECT_EQ(error_of("flows:\n  poll_interval_seconds: soon\n"),
+            "egressd.yaml:2: 'flows.poll_interval_seconds' must be a whole number, not 'soon'");
+  EXPECT_EQ(error_of("kernel:\n  ring_buffer_bytes: 1000\n"),
+            "egressd.yaml:2: 'kernel.ring_buffer_bytes' must be between 65536 and 1073741824");
+  EXPECT_EQ(error_of("kernel:\n  ring_buffer_bytes: 3000000\n"),
+            "egressd.yaml:2: 'kernel.ring_buffer_bytes' must be a power of two");
+  EXPECT_EQ(error_of("metrics:\n  address: nowhere\n"),
+            "egressd.yaml:2: metrics.address: 'nowhere' is not HOST:PORT");
+  EXPECT_EQ(error_of("redaction:\n  patterns: ['(unclosed']\n").rfind("egressd.yaml:2: invalid regular expression", 0), 0u);
+  EXPECT_EQ(error_of("metrics: [1, 2\n").rfind("egressd.yaml:", 0), 0u);
+  EXPECT_EQ(error_of("- just\n- a list\n"), "egressd.yaml:1: 'the top level' must be a mapping");
+}
+
+TEST(Config, UnreadableFile) {
+  Config cfg;
+  try {
+    load_config_file("/nonexistent/egressd.yaml", cfg);
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "cannot read config /nonexistent/egressd.yaml: No such file or directory");
+  }
+}
+
+}  // namespace
+}  // namespace egressd

@@ -1,0 +1,197 @@
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "flow_table.h"
+
+namespace egressd {
+namespace {
+
+class FlowTableTest : public ::testing::Test {
+ protected:
+  FlowTableTest() : procs_("/nonexistent", "h") {
+    char tmpl[] = "/tmp/egressd-log-XXXXXX";
+    int fd = mkstemp(tmpl);
+    close(fd);
+    path_ = tmpl;
+    log_ = EventLog::open(path_);
+    host_ = HostInfo{"testhost", "boot", "0.0.0"};
+    flows_ = std::make_unique<FlowTable>(FlowTableDeps{procs_, counters_, *log_, host_, clock_, redactor_});
+    ExecRecord r{};
+    r.fixed.proc = {500, 0, 42};
+    r.exe = "/usr/bin/curl";
+    r.argv = {"curl", "-H", "Authorization: Bearer abc", "https://example.com"};
+    procs_.on_exec(r);
+  }
+  ~FlowTableTest() override { unlink(path_.c_str()); }
+
+  std::vector<nlohmann::json> lines() {
+    log_->flush();
+    std::vector<nlohmann::json> out;
+    std::ifstream in(path_);
+    std::string line;
+    while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+    return out;
+  }
+
+  static flow_addr dst(const char* ip, uint16_t port) {
+    flow_addr a{};
+    a.family = AF_INET;
+    a.port = port;
+    inet_pton(AF_INET, ip, a.addr_be);
+    return a;
+  }
+
+  sock_flow sock(uint64_t cookie, uint64_t bytes) {
+    sock_flow s{};
+    s.cookie = cookie;
+    s.owner = {500, 0, 42};
+    s.dst = dst("192.0.2.10", 443);
+    s.sk_family = AF_INET;
+    s.sk_type = SOCK_STREAM;
+    s.sk_protocol = IPPROTO_TCP;
+    s.flags = SOCK_F_CONNECTED;
+    s.bytes = bytes;
+    s.sends = bytes ? 1 : 0;
+    return s;
+  }
+
+  uint64_t sent(const std::string& port) {
+    uint64_t sum = 0;
+    for (const auto& [k, t] : counters_.snapshot())
+      if (k.port == port) sum += t.sent_bytes;
+    return sum;
+  }
+
+  std::string path_;
+  ProcessTable procs_;
+  EgressCounters counters_;
+  std::unique_ptr<EventLog> log_;
+  HostInfo host_;
+  Clock clock_;
+  Redactor redactor_;
+  std::unique_ptr<FlowTable> flows_;
+};
+
+TEST_F(FlowTableTest, ConnectResultAndCloseMakeTwoEvents) {
+  connect_event c{};
+  c.hdr = {EVENT_CONNECT, sizeof(c), 0, 1000};
+  c.cookie = 9;
+  c.proc = {500, 0, 42};
+  c.tid = 500;
+  c.dst = dst("192.0.2.10", 443);
+  c.sk_family = AF_INET;
+  c.sk_type = SOCK_STREAM;
+  c.sk_protocol = IPPROTO_TCP;
+  flows_->on_connect(c);
+  flows_->on_connect_result({{EVENT_CONNECT_RESULT, 32, 0, 3000}, 9, CONNECT_RESULT_OK, 0});
+  sock_close_event close{};
+  close.hdr = {EVENT_SOCK_CLOSE, sizeof(close), 0, 9000};
+  close.reason = CLOSE_RELEASE;
+  close.flow = sock(9, 4096);
+  flows_->on_close(close);
+
+  auto l = lines();
+  ASSERT_EQ(l.size(), 2u);
+  EXPECT_EQ(l[0]["event"]["action"], "connection-attempted");
+  EXPECT_EQ(l[0]["event"]["duration"], 2000);
+  EXPECT_EQ(l[0]["egressd"]["connection"]["result"], "ok");
+  EXPECT_EQ(l[0]["destination"]["ip"], "192.0.2.10");
+  EXPECT_EQ(l[0]["process"]["command_line"], "curl -H 'Authorization: Bearer [REDACTED]' https://example.com");
+  EXPECT_EQ(l[1]["event"]["action"], "flow-ended");
+  EXPECT_EQ(l[1]["source"]["bytes"], 4096);
+  EXPECT_EQ(l[1]["process"]["executable"], "/usr/bin/curl");
+  EXPECT_EQ(sent("443"), 4096u);
+  auto snap = counters_.snapshot();
+  ASSERT_EQ(snap.size(), 1u);
+  EXPECT_EQ(snap[0].second.connections[0], 1u);
+  EXPECT_EQ(snap[0].first.binary, "/usr/bin/curl");
+  EXPECT_EQ(snap[0].first.transport, "tcp");
+}
+
+TEST_F(FlowTableTest, PollsAddOnlyTheDifferenceAndCloseAddsTheRest) {
+  flows_->on_live_sockets({sock(7, 100), sock(7, 100)});  // same socket, two descriptors
+  EXPECT_EQ(sent("443"), 100u);
+  flows_->on_live_sockets({sock(7, 250)});
+  EXPECT_EQ(sent("443"), 250u);
+  sock_close_event close{};
+  close.hdr = {EVENT_SOCK_CLOSE, sizeof(close), 0, 9000};
+  close.reason = CLOSE_RELEASE;
+  close.flow = sock(7, 300);
+  flows_->on_close(close);
+  EXPECT_EQ(sent("443"), 300u);
+  EXPECT_EQ(flows_->open_flows(), 0u);
+}
+
+TEST_F(FlowTableTest, UpdatesAreLoggedOncePerIntervalAndOnlyWhenCountsMoved) {
+  flows_->on_live_sockets({sock(8, 10)});
+  const uint64_t start = 0;
+  flows_->emit_updates(start + 5, 100);
+  EXPECT_EQ(lines().size(), 0u);
+  flows_->emit_updates(start + 200, 100);
+  EXPECT_EQ(lines().size(), 1u);
+  flows_->emit_updates(start + 400, 100);  // nothing new was sent
+  EXPECT_EQ(lines().size(), 1u);
+  flows_->on_live_sockets({sock(8, 20)});
+  flows_->emit_updates(start + 450, 100);
+  ASSERT_EQ(lines().size(), 2u);
+  EXPECT_EQ(lines()[1]["source"]["bytes"], 20);
+  EXPECT_EQ(lines()[1]["event"]["action"], "flow-updated");
+}
+
+TEST_F(FlowTableTest, ExtraFlowsEndAfterTheirSocketCloses) {
+  flow_key k{};
+  k.cookie = 11;
+  k.sender = {500, 0, 42};
+  k.dst = dst("198.51.100.1", 53);
+  flow_counters c{};
+  c.bytes = 60;
+  c.sends = 2;
+  c.sk_family = AF_INET;
+  c.sk_type = SOCK_DGRAM;
+  c.sk_protocol = IPPROTO_UDP;
+  EXPECT_TRUE(flows_->on_extra_flows({{k, c}}).empty());
+  EXPECT_EQ(sent("53"), 60u);
+
+  sock_close_event close{};
+  close.hdr = {EVENT_SOCK_CLOSE, sizeof(close), 0, 9000};
+  close.flow = sock(11, 0);
+  close.flow.flags = SOCK_F_UNCONNECTED | SOCK_F_EXTRA;
+  flows_->on_close(close);
+  EXPECT_TRUE(flows_->extra_ends_pending());
+  c.bytes = 90;
+  c.sends = 3;
+  auto ended = flows_->on_extra_flows({{k, c}});
+  ASSERT_EQ(ended.size(), 1u);
+  EXPECT_EQ(ended[0].cookie, 11u);
+  EXPECT_EQ(sent("53"), 90u);
+  auto l = lines();
+  ASSERT_EQ(l.size(), 1u);  // the unconnected primary flow had no bytes: no event
+  EXPECT_EQ(l[0]["event"]["action"], "flow-ended");
+  EXPECT_EQ(l[0]["destination"]["ip"], "198.51.100.1");
+  EXPECT_EQ(l[0]["network"]["transport"], "udp");
+  EXPECT_EQ(l[0]["source"]["bytes"], 90);
+}
+
+TEST_F(FlowTableTest, ResultWithoutAttemptIsCountedNotLogged) {
+  flows_->on_connect_result({{EVENT_CONNECT_RESULT, 32, 0, 3000}, 12345, CONNECT_RESULT_OK, 0});
+  EXPECT_EQ(flows_->results_without_attempt(), 1u);
+  EXPECT_TRUE(lines().empty());
+}
+
+TEST_F(FlowTableTest, UnknownSenderStillCounts) {
+  sock_flow s = sock(13, 77);
+  s.owner = {999999, 0, 1};  // no such process anywhere
+  flows_->on_live_sockets({s});
+  EXPECT_EQ(sent("443"), 77u);
+  auto snap = counters_.snapshot();
+  bool found = false;
+  for (const auto& [k, t] : snap) found |= k.binary == "unknown" && t.sent_bytes == 77;
+  EXPECT_TRUE(found);
+}
+
+}  // namespace
+}  // namespace egressd
