@@ -21,7 +21,6 @@
 #include <netinet/tcp.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,7 +66,11 @@ bool pin(int cpu) {
 }
 
 // Accepts every connection on the listener and reads until EOF; the data is
-// thrown away. Runs until stop is set.
+// thrown away. Runs until stop is set. The sink never sleeps: it polls its
+// sockets with non-blocking calls, so the sender never pays for waking it.
+// (With a sleeping reader, 64-byte sends over loopback flip between two
+// regimes -- a wakeup per send, or batched reads -- and the send rate of
+// one run differs from the next by up to 3x.)
 class Sink {
  public:
   explicit Sink(int cpu) : cpu_(cpu) {
@@ -83,12 +86,6 @@ class Sink {
     if (listen(lfd_, 4096) < 0) die("listen");
     socklen_t len = sizeof(addr_);
     if (getsockname(lfd_, reinterpret_cast<sockaddr*>(&addr_), &len) < 0) die("getsockname");
-    epfd_ = epoll_create1(EPOLL_CLOEXEC);
-    if (epfd_ < 0) die("epoll_create1");
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = lfd_;
-    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, lfd_, &ev) < 0) die("epoll_ctl");
     thread_ = std::thread([this] { loop(); });
   }
 
@@ -96,7 +93,6 @@ class Sink {
     stop_.store(true);
     thread_.join();
     for (int fd : open_) close(fd);
-    close(epfd_);
     close(lfd_);
   }
 
@@ -108,56 +104,40 @@ class Sink {
   void loop() {
     pinned_.store(pin(cpu_));
     std::vector<char> buf(1 << 16);
-    epoll_event evs[256];
     while (!stop_.load(std::memory_order_relaxed)) {
-      int n = epoll_wait(epfd_, evs, 256, 50);
-      for (int i = 0; i < n; ++i) {
-        int fd = evs[i].data.fd;
-        if (fd == lfd_) {
-          for (;;) {
-            int c = accept4(lfd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (c < 0) break;
-            accepted_.fetch_add(1, std::memory_order_relaxed);
-            if (lowat_ > 0) setsockopt(c, SOL_SOCKET, SO_RCVLOWAT, &lowat_, sizeof(lowat_));
-            epoll_event ev{};
-            ev.events = EPOLLIN | EPOLLRDHUP;
-            ev.data.fd = c;
-            epoll_ctl(epfd_, EPOLL_CTL_ADD, c, &ev);
-            open_.push_back(c);
-            drain(c, buf);  // data and FIN are usually there already
-          }
+      for (;;) {
+        int c = accept4(lfd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c < 0) break;
+        accepted_.fetch_add(1, std::memory_order_relaxed);
+        open_.push_back(c);
+      }
+      for (size_t i = 0; i < open_.size();) {
+        if (drain(open_[i], buf)) {
+          ++i;
           continue;
         }
-        drain(fd, buf);
+        close(open_[i]);
+        open_[i] = open_.back();
+        open_.pop_back();
       }
     }
   }
 
-  // Reads what is there; closes the socket at EOF or error.
-  void drain(int fd, std::vector<char>& buf) {
+  // Reads what is there. False at EOF or error.
+  static bool drain(int fd, std::vector<char>& buf) {
     for (;;) {
-      ssize_t r = recv(fd, buf.data(), buf.size(), 0);
+      ssize_t r = recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
       if (r > 0) continue;
-      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
       if (r < 0 && errno == EINTR) continue;
-      close(fd);  // also leaves the epoll set
-      for (size_t i = 0; i < open_.size(); ++i)
-        if (open_[i] == fd) {
-          open_[i] = open_.back();
-          open_.pop_back();
-          break;
-        }
-      return;
+      return false;
     }
   }
 
   int cpu_;
- public:
-  int lowat_ = 0;
- private:
-  int lfd_ = -1, epfd_ = -1;
+  int lfd_ = -1;
   sockaddr_in addr_{};
-  std::vector<int> open_;  // touched by the sink thread only (and the destructor)
+  std::vector<int> open_;  // the sink thread's (and the destructor's, after join)
   std::atomic<bool> stop_{false};
   std::atomic<bool> pinned_{false};
   std::atomic<uint64_t> accepted_{0};
@@ -177,7 +157,6 @@ void print_common(const Common& c, const Sink& sink) {
 
 int run_send(const Common& c, double duration) {
   Sink sink(c.sink_cpu);
-  if (getenv("LOWAT")) sink.lowat_ = atoi(getenv("LOWAT"));
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) die("socket");
   int one = 1;
