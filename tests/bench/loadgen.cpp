@@ -21,6 +21,7 @@
 #include <netinet/tcp.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +34,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 namespace {
@@ -66,14 +68,21 @@ bool pin(int cpu) {
 }
 
 // Accepts every connection on the listener and reads until EOF; the data is
-// thrown away. Runs until stop is set. The sink never sleeps: it polls its
-// sockets with non-blocking calls, so the sender never pays for waking it.
-// (With a sleeping reader, 64-byte sends over loopback flip between two
-// regimes -- a wakeup per send, or batched reads -- and the send rate of
-// one run differs from the next by up to 3x.)
+// thrown away. Runs until destroyed.
+//
+// Two ways to wait, chosen per mode:
+//  - Spin (send mode): never sleeps, polls with non-blocking calls. With a
+//    reader that sleeps, 64-byte sends over loopback flip between two
+//    regimes -- a wakeup per send, or batched reads -- and one run's send
+//    rate differs from the next by up to 3x; spinning keeps it in one.
+//  - Sleep in epoll_wait (connection modes): the sink CPU stays partly idle,
+//    as a real server's would, so an agent woken there does not have to take
+//    its time from the sender or the sink.
 class Sink {
  public:
-  explicit Sink(int cpu) : cpu_(cpu) {
+  enum class Wait { kSpin, kEpoll };
+
+  Sink(int cpu, Wait wait) : cpu_(cpu), wait_(wait) {
     lfd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (lfd_ < 0) die("socket");
     int one = 1;
@@ -86,47 +95,85 @@ class Sink {
     if (listen(lfd_, 4096) < 0) die("listen");
     socklen_t len = sizeof(addr_);
     if (getsockname(lfd_, reinterpret_cast<sockaddr*>(&addr_), &len) < 0) die("getsockname");
-    thread_ = std::thread([this] { loop(); });
+    if (wait_ == Wait::kEpoll) {
+      epfd_ = epoll_create1(EPOLL_CLOEXEC);
+      if (epfd_ < 0) die("epoll_create1");
+      watch(lfd_);
+    }
+    thread_ = std::thread([this] { wait_ == Wait::kSpin ? spin() : sleep(); });
   }
 
   ~Sink() {
     stop_.store(true);
     thread_.join();
     for (int fd : open_) close(fd);
+    if (epfd_ >= 0) close(epfd_);
     close(lfd_);
   }
 
   const sockaddr_in& addr() const { return addr_; }
   uint64_t accepted() const { return accepted_.load(); }
   bool pinned() const { return pinned_.load(); }
+  const char* wait_name() const { return wait_ == Wait::kSpin ? "spin" : "epoll"; }
 
  private:
-  void loop() {
-    pinned_.store(pin(cpu_));
-    std::vector<char> buf(1 << 16);
-    while (!stop_.load(std::memory_order_relaxed)) {
-      for (;;) {
-        int c = accept4(lfd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (c < 0) break;
-        accepted_.fetch_add(1, std::memory_order_relaxed);
-        open_.push_back(c);
-      }
-      for (size_t i = 0; i < open_.size();) {
-        if (drain(open_[i], buf)) {
-          ++i;
-          continue;
-        }
-        close(open_[i]);
-        open_[i] = open_.back();
-        open_.pop_back();
+  void watch(int fd) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl");
+  }
+
+  void accept_all() {
+    for (;;) {
+      int c = accept4(lfd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (c < 0) return;
+      accepted_.fetch_add(1, std::memory_order_relaxed);
+      if (drain(c)) {  // data and FIN are often there already
+        open_.insert(c);
+        if (epfd_ >= 0) watch(c);
+      } else {
+        close(c);
       }
     }
   }
 
+  void spin() {
+    pinned_.store(pin(cpu_));
+    std::vector<int> done;
+    while (!stop_.load(std::memory_order_relaxed)) {
+      accept_all();
+      for (int fd : open_)
+        if (!drain(fd)) done.push_back(fd);
+      for (int fd : done) finish(fd);
+      done.clear();
+    }
+  }
+
+  void sleep() {
+    pinned_.store(pin(cpu_));
+    epoll_event evs[256];
+    while (!stop_.load(std::memory_order_relaxed)) {
+      int n = epoll_wait(epfd_, evs, 256, 50);
+      for (int i = 0; i < n; ++i) {
+        int fd = evs[i].data.fd;
+        if (fd == lfd_)
+          accept_all();
+        else if (!drain(fd))
+          finish(fd);
+      }
+    }
+  }
+
+  void finish(int fd) {
+    open_.erase(fd);
+    close(fd);  // also leaves the epoll set
+  }
+
   // Reads what is there. False at EOF or error.
-  static bool drain(int fd, std::vector<char>& buf) {
+  bool drain(int fd) {
     for (;;) {
-      ssize_t r = recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
+      ssize_t r = recv(fd, buf_.data(), buf_.size(), MSG_DONTWAIT);
       if (r > 0) continue;
       if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
       if (r < 0 && errno == EINTR) continue;
@@ -135,9 +182,12 @@ class Sink {
   }
 
   int cpu_;
-  int lfd_ = -1;
+  Wait wait_;
+  int lfd_ = -1, epfd_ = -1;
   sockaddr_in addr_{};
-  std::vector<int> open_;  // the sink thread's (and the destructor's, after join)
+  // The sink thread's alone (and the destructor's, after the join).
+  std::unordered_set<int> open_;
+  std::vector<char> buf_ = std::vector<char>(1 << 16);
   std::atomic<bool> stop_{false};
   std::atomic<bool> pinned_{false};
   std::atomic<uint64_t> accepted_{0};
@@ -150,13 +200,13 @@ struct Common {
 };
 
 void print_common(const Common& c, const Sink& sink) {
-  std::printf("\"pid\":%d,\"cpu\":%d,\"sink_cpu\":%d,\"pinned\":%s,\"sink_pinned\":%s,\"port\":%u",
+  std::printf("\"pid\":%d,\"cpu\":%d,\"sink_cpu\":%d,\"pinned\":%s,\"sink_pinned\":%s,\"port\":%u,\"sink_wait\":\"%s\"",
               static_cast<int>(getpid()), c.cpu, c.sink_cpu, c.pinned ? "true" : "false",
-              sink.pinned() ? "true" : "false", ntohs(sink.addr().sin_port));
+              sink.pinned() ? "true" : "false", ntohs(sink.addr().sin_port), sink.wait_name());
 }
 
 int run_send(const Common& c, double duration) {
-  Sink sink(c.sink_cpu);
+  Sink sink(c.sink_cpu, Sink::Wait::kSpin);
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) die("socket");
   int one = 1;
@@ -236,7 +286,7 @@ void print_conn_stats(const ConnStats& s) {
 }
 
 int run_connect(const Common& c, double duration) {
-  Sink sink(c.sink_cpu);
+  Sink sink(c.sink_cpu, Sink::Wait::kEpoll);
   char payload[kPayload];
   std::memset(payload, 'x', sizeof(payload));
   ConnStats s;
@@ -258,7 +308,7 @@ int run_connect(const Common& c, double duration) {
 }
 
 int run_connect_rate(const Common& c, double rate, double duration) {
-  Sink sink(c.sink_cpu);
+  Sink sink(c.sink_cpu, Sink::Wait::kEpoll);
   char payload[kPayload];
   std::memset(payload, 'x', sizeof(payload));
   ConnStats s;

@@ -183,32 +183,15 @@ TEST_F(DataPath, BinaryDeletedAfterStartKeepsItsPath) {
   fs::copy_file(traffic_bin(), copy);
   fs::permissions(copy, fs::perms::owner_all);
 
-  int in[2], out[2];
-  ASSERT_EQ(pipe(in), 0);
-  ASSERT_EQ(pipe(out), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(in[0], 0);
-    dup2(out[1], 1);
-    close(in[1]);
-    close(out[0]);
-    execl(copy.c_str(), copy.c_str(), "--wait-stdin", "tcp", "127.0.0.1",
-          std::to_string(sink.port()).c_str(), "4321", "1000", "send", nullptr);
-    _exit(127);
-  }
-  close(in[0]);
-  close(out[1]);
-  char buf[256] = {};
-  ASSERT_GT(read(out[0], buf, sizeof(buf) - 1), 0);  // it is running, waiting
+  InteractiveTraffic child(copy, {"--wait-stdin", "tcp", "127.0.0.1", std::to_string(sink.port()),
+                                  "4321", "1000", "send"});
+  ASSERT_FALSE(child.first_line().empty());  // it is running, waiting
+  const pid_t pid = child.pid();
   fs::remove_all(dir);
   ASSERT_FALSE(fs::exists(copy));
-  ASSERT_EQ(write(in[1], "g", 1), 1);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  close(in[1]);
-  close(out[0]);
+  child.go();
   TrafficResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.exit_code = child.finish();
   expect_exact(r, pid, sink.port(), 4321, copy);
 }
 
@@ -347,28 +330,13 @@ TEST(Shutdown, OpenFlowsAreFlushedWithFinalCounts) {
   auto agent = std::make_unique<AgentProcess>();
   ASSERT_TRUE(agent->started()) << agent->stderr_text();
   TcpSink sink;
-  int in[2], out[2];
-  ASSERT_EQ(pipe(in), 0);
-  ASSERT_EQ(pipe(out), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(in[0], 0);
-    dup2(out[1], 1);
-    close(in[1]);
-    close(out[0]);
-    execl(traffic_bin().c_str(), traffic_bin().c_str(), "--hold", "tcp", "127.0.0.1",
-          std::to_string(sink.port()).c_str(), "12345", "1000", "send", nullptr);
-    _exit(127);
-  }
-  close(in[0]);
-  close(out[1]);
-  char buf[256] = {};
-  ASSERT_GT(read(out[0], buf, sizeof(buf) - 1), 0);  // sent, socket still open
+  InteractiveTraffic child(traffic_bin(), {"--hold", "tcp", "127.0.0.1", std::to_string(sink.port()),
+                                           "12345", "1000", "send"});
+  ASSERT_FALSE(child.first_line().empty());  // sent, socket still open
+  const pid_t pid = child.pid();
   EXPECT_EQ(agent->stop(), 0);
-  ASSERT_EQ(write(in[1], "x", 1), 1);
-  waitpid(pid, nullptr, 0);
-  close(in[1]);
-  close(out[0]);
+  child.go();
+  EXPECT_EQ(child.finish(), 0);
 
   auto events = agent->events();
   auto flushed = events_of(events, "flow-updated", pid);

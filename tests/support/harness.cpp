@@ -187,6 +187,53 @@ TrafficResult run_traffic(const std::vector<std::string>& args,
   return r;
 }
 
+InteractiveTraffic::InteractiveTraffic(const std::string& binary,
+                                       const std::vector<std::string>& args) {
+  int in[2], out[2];
+  if (pipe(in) < 0 || pipe(out) < 0) return;
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    close(in[1]);
+    close(out[0]);
+    std::vector<std::string> all = {binary};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  in_ = in[1];
+  out_ = out[0];
+  char c;
+  while (read(out_, &c, 1) == 1 && c != '\n') first_line_ += c;
+}
+
+InteractiveTraffic::~InteractiveTraffic() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    finish();
+  }
+}
+
+void InteractiveTraffic::go() {
+  if (write(in_, "g", 1) != 1) ADD_FAILURE() << "cannot signal the traffic process";
+}
+
+int InteractiveTraffic::finish() {
+  if (pid_ <= 0) return -1;
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  close(in_);
+  close(out_);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 static int listen_on(const std::string& addr, int type, int* port_out) {
   const bool v6 = addr.find(':') != std::string::npos;
   int fd = socket(v6 ? AF_INET6 : AF_INET, type, 0);

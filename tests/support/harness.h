@@ -72,6 +72,24 @@ TrafficResult run_traffic(const std::vector<std::string>& args,
                           const std::vector<std::string>& prefix = {},
                           const std::string& binary = "");
 
+// egressd-traffic (or a copy of it) run with a mode that waits on stdin:
+// start() returns after its first line; go() lets it continue; finish()
+// waits for it to exit.
+class InteractiveTraffic {
+ public:
+  InteractiveTraffic(const std::string& binary, const std::vector<std::string>& args);
+  ~InteractiveTraffic();
+  pid_t pid() const { return pid_; }
+  const std::string& first_line() const { return first_line_; }
+  void go();
+  int finish();  // exit code
+
+ private:
+  pid_t pid_ = -1;
+  int in_ = -1, out_ = -1;
+  std::string first_line_;
+};
+
 // TCP listener on 127.0.0.1 or ::1 that accepts and drains in a thread.
 class TcpSink {
  public:

@@ -165,6 +165,7 @@ void usage() {
   std::fprintf(stderr,
                "usage: egressd-traffic [--hold] [--wait-stdin] MODE ...\n"
                "  tcp HOST PORT BYTES CHUNK METHOD   (send|write|writev|sendmsg|sendfile|splice|io_uring)\n"
+               "  tcp-late HOST PORT BYTES           connect, wait for stdin, then send\n"
                "  tcp-thread HOST PORT BYTES         send from a second thread\n"
                "  tcp-inherit HOST PORT PARENT CHILD parent and forked child share one socket\n"
                "  udp HOST PORT COUNT SIZE           connected UDP\n"
@@ -213,6 +214,16 @@ int main(int argc, char** argv) {
       char c;
       if (read(0, &c, 1) < 0) die("read stdin");
     }
+    close(fd);
+  } else if (mode == "tcp-late" && n == 3) {
+    // Connect now, send when told: the socket can predate the agent.
+    int fd = tcp_connect(parse_addr(a[0], std::atoi(a[1])));
+    std::printf("{\"pid\":%d,\"connected\":true}\n", getpid());
+    std::fflush(stdout);
+    char c;
+    if (read(0, &c, 1) < 0) die("read stdin");
+    bytes = arg_size(a, 2);
+    send_with(fd, "send", bytes, 1000);
     close(fd);
   } else if (mode == "tcp-thread" && n == 3) {
     int fd = tcp_connect(parse_addr(a[0], std::atoi(a[1])));

@@ -2,6 +2,8 @@
 #include <prometheus/check_names.h>
 #include <prometheus/text_serializer.h>
 
+#include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "feature_probe.h"
@@ -58,6 +60,26 @@ TEST(Features, FindsTheCgroup2Mount) {
   const std::string unified = "30 1 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
   EXPECT_EQ(find_cgroup2_mount(unified), "/sys/fs/cgroup");
   EXPECT_EQ(find_cgroup2_mount("25 30 0:22 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"), "");
+}
+
+}  // namespace
+}  // namespace egressd
+
+namespace egressd {
+namespace {
+
+TEST(Features, NoCgroup2IsTheReasonGiven) {
+  char tmpl[] = "/tmp/egressd-fakeproc-XXXXXX";
+  std::string root = mkdtemp(tmpl);
+  std::filesystem::create_directories(root + "/self");
+  std::ofstream(root + "/self/mountinfo") << "25 30 0:22 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
+  FeatureReport r = probe_features(root);
+  std::filesystem::remove_all(root);
+  EXPECT_TRUE(r.cgroup2_path.empty());
+  bool named = false;
+  for (const auto& c : r.checks)
+    if (c.name == "cgroup v2") named = !c.ok && c.detail.find("no cgroup2 file system mounted") != std::string::npos;
+  EXPECT_TRUE(named);
 }
 
 }  // namespace

@@ -1,0 +1,108 @@
+// The agent's life: what it finds when it starts, what it logs while it runs,
+// and how it refuses to start.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "harness.h"
+
+namespace egressd::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(Lifecycle, ProcessesAndSocketsFromBeforeTheAgentAreAttributed) {
+  EGRESSD_REQUIRE_KERNEL();
+  TcpSink sink;
+  // Started, and connected, before the agent exists.
+  InteractiveTraffic early(traffic_bin(), {"tcp-late", "127.0.0.1", std::to_string(sink.port()), "2222"});
+  ASSERT_NE(early.first_line().find("connected"), std::string::npos);
+  AgentProcess agent;
+  ASSERT_TRUE(agent.started()) << agent.stderr_text();
+  const pid_t pid = early.pid();
+  early.go();
+  ASSERT_EQ(early.finish(), 0);
+
+  uint64_t logged = 0;
+  wait_until([&] { return (logged = logged_bytes(agent.events(), pid, sink.port())) >= 2222; }, 10s);
+  EXPECT_EQ(logged, 2222u);
+  auto ended = events_of(agent.events(), "flow-ended", pid);
+  ASSERT_EQ(ended.size(), 1u);
+  EXPECT_EQ(field(ended[0], "process.executable"), traffic_bin());  // from iter/task
+  EXPECT_NE(field(ended[0], "process.command_line").find("tcp-late"), std::string::npos);  // from /proc
+  EXPECT_EQ(field(ended[0], "destination.port"), std::to_string(sink.port()));
+}
+
+TEST(Lifecycle, LongFlowsAreUpdatedAtTheConfiguredInterval) {
+  EGRESSD_REQUIRE_KERNEL();
+  const std::string cfg = "/tmp/egressd-interval-test.yaml";
+  std::ofstream(cfg) << "flows:\n  update_interval_seconds: 1\n  poll_interval_seconds: 1\n";
+  AgentProcess agent({"--config", cfg});
+  ASSERT_TRUE(agent.started()) << agent.stderr_text();
+  TcpSink sink;
+  InteractiveTraffic held(traffic_bin(), {"--hold", "tcp", "127.0.0.1", std::to_string(sink.port()), "5000", "1000", "send"});
+  ASSERT_NE(held.first_line().find("holding"), std::string::npos);
+  std::vector<nlohmann::json> updates;
+  wait_until([&] { return !(updates = events_of(agent.events(), "flow-updated", held.pid())).empty(); }, 10s);
+  ASSERT_EQ(updates.size(), 1u) << "one update, and no more while nothing new is sent";
+  EXPECT_EQ(field(updates[0], "event.reason"), "interval");
+  EXPECT_EQ(updates[0]["source"]["bytes"].get<uint64_t>(), 5000u);
+  std::this_thread::sleep_for(2500ms);
+  EXPECT_EQ(events_of(agent.events(), "flow-updated", held.pid()).size(), 1u);
+  held.go();
+  EXPECT_EQ(held.finish(), 0);
+  std::remove(cfg.c_str());
+}
+
+TEST(Lifecycle, MetricsPortInUseIsOneLineAndExit3) {
+  EGRESSD_REQUIRE_KERNEL();
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof(sin);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len);
+  const std::string addr = "127.0.0.1:" + std::to_string(ntohs(sin.sin_port));
+  FILE* p = popen((egressd_bin() + " run --log-file /dev/null --metrics-addr " + addr + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof(buf), p)) out += buf;
+  int status = pclose(p);
+  close(fd);
+  EXPECT_EQ(WEXITSTATUS(status), 3);
+  EXPECT_EQ(out, "egressd: cannot serve metrics on " + addr +
+                     ": address in use or not local (choose another with --metrics-addr)\n");
+}
+
+TEST(Lifecycle, UnopenableLogFileIsOneLineAndExit3) {
+  EGRESSD_REQUIRE_KERNEL();
+  FILE* p = popen((egressd_bin() + " run --log-file /nonexistent/dir/events.json --metrics-addr 127.0.0.1:0 2>&1").c_str(), "r");
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof(buf), p)) out += buf;
+  int status = pclose(p);
+  EXPECT_EQ(WEXITSTATUS(status), 3);
+  EXPECT_EQ(out, "egressd: cannot open log file /nonexistent/dir/events.json: No such file or directory\n");
+}
+
+TEST(Lifecycle, CheckReportsTheHooks) {
+  EGRESSD_REQUIRE_KERNEL();
+  FILE* p = popen((egressd_bin() + " check 2>&1").c_str(), "r");
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof(buf), p)) out += buf;
+  int status = pclose(p);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << out;
+  for (const char* s : {"tp_btf/sock_send_length", "cgroup/connect4", "iter/task_file",
+                        "BPF programs load", "egressd can run here"})
+    EXPECT_NE(out.find(s), std::string::npos) << s << "\n" << out;
+}
+
+}  // namespace
+}  // namespace egressd::test
