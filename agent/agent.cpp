@@ -3,6 +3,7 @@
 #include <bpf/libbpf.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <mutex>
 
 #include "bpf_loader.h"
@@ -15,6 +16,8 @@
 #include "metrics.h"
 #include "process_table.h"
 #include "redact.h"
+#include "tool_catalog.h"
+#include "tool_matcher.h"
 #include "version.h"
 
 namespace egressd {
@@ -41,10 +44,12 @@ struct Agent::State {
   explicit State(Config c)
       : cfg(std::move(c)),
         host(HostInfo::current(EGRESSD_VERSION)),
-        procs(cfg.proc_root, host.boot_id.substr(0, 8)) {}
+        tools(merge_tools(builtin_tools(), cfg.tools)),
+        procs(cfg.proc_root, host.boot_id.substr(0, 8), &tools) {}
 
   Config cfg;
   HostInfo host;
+  ToolMatcher tools;
   Clock clock;
   Redactor redactor;
   ProcessTable procs;
@@ -162,14 +167,22 @@ void Agent::start() {
 
   s.log = EventLog::open(s.cfg.log_file);
   s.flows = std::make_unique<FlowTable>(
-      FlowTableDeps{s.procs, s.counters, *s.log, s.host, s.clock, s.redactor});
+      FlowTableDeps{s.procs, s.counters, *s.log, s.host, s.clock, s.redactor, &s.tools});
   s.bpf = BpfPrograms::load(s.cfg.load);
   // Listen before attaching: a port in use fails fast, with nothing attached.
   auto collector = std::make_shared<AgentCollector>(
       s.counters, [&s] { return s.health(); }, EGRESSD_VERSION);
   s.metrics = std::make_unique<MetricsServer>(s.cfg.metrics_address, collector);
+  s.procs.set_tool_listener([&s](const Process& p) {
+    s.bpf->set_process_tool(p.key.tgid, p.key.start_ns, p.tool_id, s.tools.follows_children(p.tool_id));
+  });
   s.bpf->attach();
-  for (const auto& rec : s.bpf->running_processes()) s.procs.on_exec(rec);
+  // Oldest first, so parents are known (and tagged) before their children.
+  auto running = s.bpf->running_processes();
+  std::sort(running.begin(), running.end(), [](const ExecRecord& a, const ExecRecord& b) {
+    return a.fixed.proc.start_ns < b.fixed.proc.start_ns;
+  });
+  for (const auto& rec : running) s.procs.on_exec(rec);
 
   s.ring = ring_buffer__new(
       s.bpf->ring_buffer_fd(),

@@ -167,6 +167,15 @@ void BpfPrograms::delete_extra_flows(const std::vector<flow_key>& keys) {
   for (const auto& k : keys) bpf_map_delete_elem(fd, &k);
 }
 
+void BpfPrograms::set_process_tool(uint32_t tgid, uint64_t start_ns, uint32_t tool_id, bool follow) {
+  int fd = bpf_map__fd(skel_->maps.procs);
+  proc_state st{};
+  if (bpf_map_lookup_elem(fd, &tgid, &st) != 0 || st.start_ns != start_ns) return;
+  st.tool_id = tool_id;
+  st.flags = follow ? (st.flags & ~PROC_F_NO_FOLLOW) : (st.flags | PROC_F_NO_FOLLOW);
+  bpf_map_update_elem(fd, &tgid, &st, BPF_EXIST);
+}
+
 std::array<uint64_t, KSTAT_MAX> BpfPrograms::kernel_stats() const {
   std::array<uint64_t, KSTAT_MAX> out{};
   const int ncpu = libbpf_num_possible_cpus();

@@ -55,6 +55,10 @@ class BpfPrograms {
   std::vector<sock_flow> live_sockets();
   std::vector<std::pair<flow_key, flow_counters>> extra_flows();
   void delete_extra_flows(const std::vector<flow_key>& keys);
+  // Tags a process in the kernel's process map, so the children it forks
+  // from now on carry the tool (unless follow is false). A process that has
+  // exited, or whose pid was reused, is left alone.
+  void set_process_tool(uint32_t tgid, uint64_t start_ns, uint32_t tool_id, bool follow);
   std::array<uint64_t, KSTAT_MAX> kernel_stats() const;
   // Fill of the maps with a fixed size: entries / max_entries.
   std::pair<uint64_t, uint64_t> process_map_fill() const;

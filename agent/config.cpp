@@ -1,7 +1,6 @@
 #include "config.h"
 
 #include <fmt/format.h>
-#include <yaml-cpp/yaml.h>
 
 #include <cerrno>
 #include <cstring>
@@ -11,69 +10,21 @@
 #include <sstream>
 
 #include "metrics.h"
+#include "yaml_reader.h"
 
 namespace egressd {
 namespace {
-
-class Reader {
- public:
-  explicit Reader(std::string name) : name_(std::move(name)) {}
-
-  [[noreturn]] void fail(const YAML::Node& n, const std::string& msg) const {
-    throw ConfigError(fmt::format("{}:{}: {}", name_, n.Mark().line + 1, msg));
-  }
-
-  void expect_keys(const YAML::Node& map, const std::string& where,
-                   const std::set<std::string>& allowed) const {
-    if (!map.IsMap()) fail(map, fmt::format("'{}' must be a mapping", where));
-    for (const auto& kv : map) {
-      const auto key = kv.first.as<std::string>();
-      if (!allowed.count(key)) {
-        std::string list;
-        for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-        fail(kv.first, fmt::format("unknown key '{}' in {} (known: {})", key, where, list));
-      }
-    }
-  }
-
-  std::string string(const YAML::Node& n, const std::string& key) const {
-    if (!n.IsScalar()) fail(n, fmt::format("'{}' must be a string", key));
-    return n.as<std::string>();
-  }
-
-  uint64_t number(const YAML::Node& n, const std::string& key, uint64_t min, uint64_t max) const {
-    if (!n.IsScalar()) fail(n, fmt::format("'{}' must be a number", key));
-    const std::string text = n.as<std::string>();
-    if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos)
-      fail(n, fmt::format("'{}' must be a whole number, not '{}'", key, text));
-    uint64_t v = 0;
-    try {
-      v = std::stoull(text);
-    } catch (const std::exception&) {
-      fail(n, fmt::format("'{}' is out of range", key));
-    }
-    if (v < min || v > max) fail(n, fmt::format("'{}' must be between {} and {}", key, min, max));
-    return v;
-  }
-
- private:
-  std::string name_;
-};
 
 bool is_power_of_two(uint64_t v) { return v && !(v & (v - 1)); }
 
 }  // namespace
 
 void load_config_text(const std::string& text, const std::string& name, Config& cfg) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError(fmt::format("{}:{}: {}", name, e.mark.line + 1, e.msg));
-  }
+  YamlReader r(name);
+  YAML::Node root = r.load(text);
   if (root.IsNull()) return;
-  Reader r(name);
-  r.expect_keys(root, "the top level", {"metrics", "log", "flows", "kernel", "redaction"});
+  r.expect_keys(root, "the top level", {"metrics", "log", "flows", "kernel", "redaction", "tools"});
+  if (root["tools"]) cfg.tools = parse_tools(root["tools"], r);
 
   if (auto m = root["metrics"]) {
     r.expect_keys(m, "metrics", {"address"});

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "bpf_loader.h"
+#include "tool_catalog.h"
+#include "yaml_reader.h"
 
 namespace egressd {
 
@@ -18,14 +20,10 @@ struct Config {
   uint64_t drain_interval_ms = 100;      // longest wait before events are read
   LoadOptions load;
   std::vector<std::string> redact_patterns;
+  std::vector<ToolSpec> tools;  // from the file; merged over the built-ins
   std::string proc_root = "/proc";
 };
 
-// Errors name the file and line: "egressd.yaml:7: unknown key 'metric'".
-class ConfigError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 // Reads and validates a YAML file over cfg. Throws ConfigError.
 void load_config_file(const std::string& path, Config& cfg);

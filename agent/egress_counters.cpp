@@ -19,6 +19,11 @@ void EgressCounters::add_connection(const SeriesKey& key, size_t result) {
   totals_[key].connections[result] += 1;
 }
 
+void EgressCounters::add_unexpected_flow(const SeriesKey& key) {
+  std::lock_guard lock(mu_);
+  totals_[key].unexpected_flows += 1;
+}
+
 std::vector<std::pair<SeriesKey, SeriesTotals>> EgressCounters::snapshot() const {
   std::lock_guard lock(mu_);
   return {totals_.begin(), totals_.end()};

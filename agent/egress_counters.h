@@ -31,6 +31,7 @@ struct SeriesTotals {
   uint64_t wire_packets = 0;
   uint64_t sends = 0;
   uint64_t connections[kConnectResultCount] = {};
+  uint64_t unexpected_flows = 0;  // flows of a tool to a destination it does not list
 };
 
 class EgressCounters {
@@ -39,6 +40,7 @@ class EgressCounters {
                 uint64_t wire_packets);
   // result: index into kConnectResults.
   void add_connection(const SeriesKey& key, size_t result);
+  void add_unexpected_flow(const SeriesKey& key);
 
   std::vector<std::pair<SeriesKey, SeriesTotals>> snapshot() const;
   size_t series() const;

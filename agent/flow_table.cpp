@@ -10,7 +10,8 @@
 namespace egressd {
 namespace {
 
-constexpr const char* kNoTool = "none";
+
+std::string tool_label(const Process& p) { return p.tool.empty() ? "none" : p.tool; }
 
 std::string binary_label(const Process& p) {
   if (!p.exe.empty()) return p.exe;
@@ -42,8 +43,12 @@ FlowTable::Flow FlowTable::make_flow(std::shared_ptr<const Process> proc, const 
   f.start_ns = start_ns;
   f.logged_ns = start_ns;
   std::string addr = format_addr(dst);
-  f.series = SeriesKey{kNoTool, binary_label(*f.proc), addr.empty() ? "unknown" : addr,
+  f.series = SeriesKey{tool_label(*f.proc), binary_label(*f.proc), addr.empty() ? "unknown" : addr,
                        std::to_string(dst.port), transport_name(family, type, protocol)};
+  if (d_.tools && f.proc->tool_id) {
+    f.expected = d_.tools->expected(f.proc->tool_id, dst, "");
+    if (f.expected == false) d_.counters.add_unexpected_flow(f.series);
+  }
   f.id = fmt::format("{}-{}-{}", cookie, f.proc->key.tgid, addr.empty() ? "0" : addr);
   if (dst.port) f.id += fmt::format("-{}", dst.port);
   return f;
@@ -69,7 +74,10 @@ nlohmann::json FlowTable::base(const char* action, std::vector<std::string> type
                                d_.clock.to_wall_ns(ts_boot_ns));
   j["process"] = ecs_process(p, d_.redactor, d_.clock);
   j["user"]["id"] = std::to_string(p.uid);
-  j["egressd"]["tool"] = nullptr;
+  if (p.tool.empty())
+    j["egressd"]["tool"] = nullptr;
+  else
+    j["egressd"]["tool"] = p.tool;
   if (p.cgroup_id) j["egressd"]["cgroup"]["id"] = p.cgroup_id;
   return j;
 }
@@ -86,6 +94,7 @@ void FlowTable::log_flow(const Flow& f, const char* action, const char* type, ui
     j["destination"]["address"] = addr;
   }
   if (f.dst.port) j["destination"]["port"] = f.dst.port;
+  if (f.expected) j["egressd"]["destination"]["expected"] = *f.expected;
   j["network"]["transport"] = f.series.transport;
   std::string ntype = network_type(f.dst);
   if (!ntype.empty()) j["network"]["type"] = ntype;
@@ -139,6 +148,9 @@ void FlowTable::on_connect_result(const connect_result_event& ev) {
   j["network"]["direction"] = "egress";
   j["process"]["thread"]["id"] = a.ev.tid;
   j["egressd"]["connection"]["result"] = kConnectResults[result];
+  if (a.proc->tool_id && d_.tools)
+    if (auto exp = d_.tools->expected(a.proc->tool_id, a.ev.dst, ""))
+      j["egressd"]["destination"]["expected"] = *exp;
   j["egressd"]["flow"]["socket_cookie"] = ev.cookie;
   if (ev.error) j["error"]["code"] = errno_name(ev.error);
   d_.log.write(j);

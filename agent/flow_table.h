@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "events.h"
 #include "process_table.h"
 #include "redact.h"
+#include "tool_matcher.h"
 
 namespace egressd {
 
@@ -30,6 +32,7 @@ struct FlowTableDeps {
   const HostInfo& host;
   const Clock& clock;
   const Redactor& redactor;
+  const ToolMatcher* tools = nullptr;
 };
 
 class FlowTable {
@@ -67,6 +70,7 @@ class FlowTable {
     uint64_t start_ns = 0;
     uint64_t logged_bytes = 0, logged_ns = 0;
     bool connected = false;
+    std::optional<bool> expected;  // for tools with an expected list
     SeriesKey series;
   };
   struct Attempt {

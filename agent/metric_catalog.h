@@ -32,6 +32,8 @@ inline constexpr std::array kMetricCatalog = {
     MetricSpec{"egressd_connections_total", MetricKind::kCounter,
                "Connection attempts by result (ok, refused, timeout, denied, error).",
                "tool,binary,destination,port,transport,result"},
+    MetricSpec{"egressd_unexpected_flows_total", MetricKind::kCounter,
+               "Flows of a tool to a destination outside the tool's expected list.", kFlowLabels},
     MetricSpec{"egressd_build_info", MetricKind::kGauge, "Always 1; the agent's version.", "version"},
     MetricSpec{"egressd_events_lost_total", MetricKind::kCounter,
                "Kernel events lost (ring buffer full) or rejected by the decoder, by reason.", "reason"},

@@ -62,6 +62,7 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
   MetricFamily wire = family("egressd_wire_sent_bytes_total");
   MetricFamily packets = family("egressd_wire_sent_packets_total");
   MetricFamily conns = family("egressd_connections_total");
+  MetricFamily unexpected = family("egressd_unexpected_flows_total");
   for (const auto& [key, t] : series) {
     auto labels = flow_labels(key);
     if (t.sends || t.sent_bytes) {
@@ -72,6 +73,7 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
       add(wire, labels, double(t.wire_bytes));
       add(packets, labels, double(t.wire_packets));
     }
+    if (t.unexpected_flows) add(unexpected, labels, double(t.unexpected_flows));
     for (size_t r = 0; r < kConnectResultCount; ++r) {
       if (!t.connections[r]) continue;
       auto l = labels;
@@ -84,7 +86,8 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
 
   AgentHealth h = health_();
   std::vector<MetricFamily> out = {std::move(bytes), std::move(calls), std::move(wire),
-                                   std::move(packets), std::move(conns), std::move(build)};
+                                   std::move(packets), std::move(conns), std::move(unexpected),
+                                   std::move(build)};
   out.push_back(by_label("egressd_events_lost_total", "reason", h.events_lost));
   out.push_back(by_label("egressd_kernel_map_full_total", "map", h.map_full));
   out.push_back(by_label("egressd_truncated_total", "field", h.truncated));

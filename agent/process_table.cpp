@@ -1,5 +1,7 @@
 #include "process_table.h"
 
+#include "tool_matcher.h"
+
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -36,8 +38,23 @@ bool stat_start_ticks(const std::string& stat, uint64_t* ticks, uint32_t* ppid) 
 
 }  // namespace
 
-ProcessTable::ProcessTable(std::string proc_root, std::string host_tag)
-    : proc_root_(std::move(proc_root)), host_tag_(std::move(host_tag)) {}
+ProcessTable::ProcessTable(std::string proc_root, std::string host_tag, const ToolMatcher* tools)
+    : proc_root_(std::move(proc_root)), host_tag_(std::move(host_tag)), tools_(tools) {}
+
+void ProcessTable::set_tool(Process& p, uint32_t id, bool own) {
+  const ToolSpec* spec = tools_ ? tools_->tool(id) : nullptr;
+  p.tool_id = spec ? id : 0;
+  p.tool = spec ? spec->name : "";
+  p.tool_own = spec && own;
+  if (spec && tool_listener_) tool_listener_(p);
+}
+
+uint32_t ProcessTable::inherited_tool(ProcKey parent) const {
+  auto it = procs_.find(parent);
+  if (it == procs_.end() || !tools_) return 0;
+  const uint32_t id = it->second.proc->tool_id;
+  return tools_->follows_children(id) ? id : 0;
+}
 
 std::string ProcessTable::entity_id(ProcKey key) const {
   return fmt::format("{}-{}-{}", host_tag_, key.tgid, key.start_ns);
@@ -60,6 +77,21 @@ std::shared_ptr<const Process> ProcessTable::on_exec(const ExecRecord& rec) {
   // The task iterator cannot read another process's memory: its command
   // line comes from proc_root, as a running process's would.
   if ((e.flags & EXEC_F_FROM_ITER) && p->argv.empty()) fill_from_proc_fs(*p);
+  // A process that is a tool itself takes its own tag; otherwise it keeps
+  // the one it had before exec (from its parent at fork).
+  const uint32_t own = tools_ ? tools_->match(p->exe, p->argv, p->comm,
+                                               fmt::format("{}/{}/exe", proc_root_, p->key.tgid))
+                              : 0;
+  if (own) {
+    set_tool(*p, own, true);
+  } else if (auto it = procs_.find(p->key); it != procs_.end() && it->second.proc->tool_id) {
+    p->tool_id = it->second.proc->tool_id;
+    p->tool = it->second.proc->tool;
+  } else if (uint32_t inherited = inherited_tool(p->parent)) {
+    set_tool(*p, inherited, false);
+  } else if (e.tool_id) {
+    set_tool(*p, e.tool_id, false);  // the kernel's tag, when the tree is unknown here
+  }
   procs_[p->key] = Entry{p, 0};
   return p;
 }
@@ -79,6 +111,17 @@ std::shared_ptr<const Process> ProcessTable::on_fork(const fork_event& ev) {
   p->comm = ev.comm;
   p->uid = ev.uid;
   p->cgroup_id = ev.cgroup_id;
+  p->tool_id = 0;
+  p->tool.clear();
+  p->tool_own = false;
+  // The agent's view of the parent is the more current one (the kernel may
+  // not have the parent's tag yet); without it, the kernel's decision stands.
+  const bool parent_known = procs_.count(parent) > 0;
+  if (uint32_t inherited = inherited_tool(parent)) {
+    set_tool(*p, inherited, false);
+  } else if (!parent_known && ev.tool_id) {
+    set_tool(*p, ev.tool_id, false);
+  }
   procs_[child] = Entry{p, 0};
   return p;
 }

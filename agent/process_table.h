@@ -6,6 +6,7 @@
 
 #include <compare>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -34,14 +35,25 @@ struct Process {
   uint64_t cgroup_id = 0;
   bool exe_truncated = false;
   bool known = true;  // false: seen only through a socket, identity not found
+  uint32_t tool_id = 0;  // ToolMatcher id; 0: not a tool
+  std::string tool;      // its name, "" when none
+  bool tool_own = false; // matched itself, rather than inherited from a parent
 };
+
+class ToolMatcher;
 
 class ProcessTable {
  public:
   // proc_root is read for processes the kernel did not describe (command
   // lines of processes that ran before the agent; identities of processes
   // whose exec event was lost). host_tag goes into entity ids.
-  ProcessTable(std::string proc_root, std::string host_tag);
+  ProcessTable(std::string proc_root, std::string host_tag, const ToolMatcher* tools = nullptr);
+
+  // Called for every process that becomes (part of) a tool, so the kernel's
+  // process map can carry the tag to children forked from now on.
+  void set_tool_listener(std::function<void(const Process&)> listener) {
+    tool_listener_ = std::move(listener);
+  }
 
   std::shared_ptr<const Process> on_exec(const ExecRecord& rec);
   std::shared_ptr<const Process> on_fork(const fork_event& ev);
@@ -64,9 +76,13 @@ class ProcessTable {
   };
   std::shared_ptr<Process> from_proc_fs(ProcKey key) const;
   void fill_from_proc_fs(Process& p) const;
+  void set_tool(Process& p, uint32_t id, bool own);
+  uint32_t inherited_tool(ProcKey parent) const;
 
   std::string proc_root_;
   std::string host_tag_;
+  const ToolMatcher* tools_;
+  std::function<void(const Process&)> tool_listener_;
   std::map<ProcKey, Entry> procs_;
 };
 

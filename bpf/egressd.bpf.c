@@ -241,6 +241,7 @@ static __always_inline struct exec_event *exec_record(struct task_struct *task)
 	e->filename_len = 0;
 	e->args_len = 0;
 	e->flags = 0;
+	e->tool_id = 0;
 	return e;
 }
 
@@ -296,6 +297,7 @@ int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct li
 	e->args_len = len;
 
 	old = bpf_map_lookup_elem(&procs, &e->proc.tgid);
+	e->tool_id = old ? old->tool_id : 0;
 	procs_set(e->proc.tgid, e->proc.start_ns, old);
 
 	__u32 size = exec_size(e);
@@ -323,6 +325,9 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 	BPF_CORE_READ_STR_INTO(&e.comm, child, comm);
 
 	pst = bpf_map_lookup_elem(&procs, &e.parent.tgid);
+	if (pst && (pst->flags & PROC_F_NO_FOLLOW))
+		pst = NULL;
+	e.tool_id = pst ? pst->tool_id : 0;
 	procs_set(e.child.tgid, e.child.start_ns, pst);
 
 	header_init(&e.hdr, EVENT_FORK, sizeof(e));

@@ -60,7 +60,8 @@ struct exec_event {
 	__u16 filename_len;
 	__u16 args_len;
 	__u16 flags; /* EXEC_F_* */
-	__u32 _pad[2];
+	__u32 tool_id; /* the kernel's tag (inherited at fork), 0 if none */
+	__u32 _pad;
 	char data[EGRESSD_PATH_MAX + EGRESSD_FILENAME_MAX + EGRESSD_ARGS_MAX];
 };
 
@@ -76,7 +77,7 @@ struct fork_event {
 	struct proc_ident child;
 	struct proc_ident parent;
 	__u32 uid;
-	__u32 _pad;
+	__u32 tool_id; /* what the kernel gave the child at fork */
 	__u64 cgroup_id;
 	char comm[EGRESSD_COMM_LEN];
 };
@@ -88,12 +89,16 @@ struct exit_event {
 	__u32 _pad;
 };
 
-/* Value of the procs map (key: tgid), kept by exec/fork/exit in the kernel. */
+/* Value of the procs map (key: tgid), kept by exec/fork/exit in the kernel.
+ * The agent sets tool_id when it recognises a tool; fork copies it to the
+ * child unless PROC_F_NO_FOLLOW is set, so a child that lives 1 ms is tagged. */
 struct proc_state {
 	__u64 start_ns;
-	__u32 flags;
-	__u32 tool_id; /* 0: none; set for tool process trees */
+	__u32 flags;   /* PROC_F_* */
+	__u32 tool_id; /* 0: none */
 };
+
+#define PROC_F_NO_FOLLOW (1 << 0) /* the tool's children are not the tool */
 
 /* Address in network byte order; IPv4 lives in the first 4 bytes. */
 struct flow_addr {

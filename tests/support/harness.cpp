@@ -187,6 +187,25 @@ TrafficResult run_traffic(const std::vector<std::string>& args,
   return r;
 }
 
+int run_process(const std::vector<std::string>& argv_in, pid_t* pid_out) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    std::vector<std::string> copy = argv_in;
+    std::vector<char*> argv;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execvp(argv[0], argv.data());
+    _exit(127);
+  }
+  if (pid_out) *pid_out = pid;
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 InteractiveTraffic::InteractiveTraffic(const std::string& binary,
                                        const std::vector<std::string>& args) {
   int in[2], out[2];

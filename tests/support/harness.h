@@ -72,6 +72,10 @@ TrafficResult run_traffic(const std::vector<std::string>& args,
                           const std::vector<std::string>& prefix = {},
                           const std::string& binary = "");
 
+// Runs argv with stdout and stderr on /dev/null; returns the exit code and
+// stores the child's pid.
+int run_process(const std::vector<std::string>& argv, pid_t* pid = nullptr);
+
 // egressd-traffic (or a copy of it) run with a mode that waits on stdin:
 // start() returns after its first line; go() lets it continue; finish()
 // waits for it to exit.
