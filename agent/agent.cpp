@@ -45,15 +45,16 @@ struct Agent::State {
       : cfg(std::move(c)),
         host(HostInfo::current(EGRESSD_VERSION)),
         tools(merge_tools(builtin_tools(), cfg.tools)),
+        counters(cfg.series),
         procs(cfg.proc_root, host.boot_id.substr(0, 8), &tools) {}
 
   Config cfg;
   HostInfo host;
   ToolMatcher tools;
+  EgressCounters counters;
   Clock clock;
   Redactor redactor;
   ProcessTable procs;
-  EgressCounters counters;
   std::unique_ptr<EventLog> log;
   std::unique_ptr<FlowTable> flows;
   std::unique_ptr<BpfPrograms> bpf;
@@ -64,7 +65,7 @@ struct Agent::State {
   mutable std::mutex health_mu;
   std::map<std::string, uint64_t> ring_events;
   std::map<std::string, uint64_t> decode_errors;
-  uint64_t open_flows = 0, processes = 0, log_lines = 0, log_failures = 0;
+  uint64_t open_flows = 0, processes = 0, log_lines = 0, log_failures = 0, log_dropped = 0;
 
   void handle(const void* data, size_t len);
   void poll_kernel(bool live_sockets);
@@ -131,6 +132,9 @@ AgentHealth Agent::State::health() const {
   h.processes = processes;
   h.log_lines = log_lines;
   h.log_write_failures = log_failures;
+  h.log_dropped = log_dropped;
+  h.series_folded = counters.folded();
+  h.series_expired = counters.expired();
   return h;
 }
 
@@ -140,6 +144,7 @@ void Agent::State::publish_health() {
   processes = procs.size();
   log_lines = log->lines();
   log_failures = log->write_failures();
+  log_dropped = log->dropped();
 }
 
 void Agent::State::log_agent(const char* action, const char* type) {
@@ -165,7 +170,7 @@ void Agent::start() {
   s.cfg.load.cgroup_path = features.cgroup2_path;
   for (const auto& p : s.cfg.redact_patterns) s.redactor.add_pattern(p);
 
-  s.log = EventLog::open(s.cfg.log_file);
+  s.log = EventLog::open(s.cfg.log);
   s.flows = std::make_unique<FlowTable>(
       FlowTableDeps{s.procs, s.counters, *s.log, s.host, s.clock, s.redactor, &s.tools});
   s.bpf = BpfPrograms::load(s.cfg.load);
@@ -206,11 +211,13 @@ int Agent::run(const std::atomic<bool>& stop) {
     const bool full_poll = now >= next_poll;
     if (full_poll || s.flows->extra_ends_pending()) {
       s.poll_kernel(full_poll);
-      if (full_poll) next_poll = now + s.cfg.poll_interval_ms * kMs;
+      if (full_poll) {
+        next_poll = now + s.cfg.poll_interval_ms * kMs;
+        s.counters.expire(now, s.flows->live_series());
+      }
     }
     s.flows->emit_updates(now, s.cfg.update_interval_ms * kMs);
     s.procs.expire(now, kKeepExitedNs);
-    s.log->flush();
     s.publish_health();
   }
   // Nothing counted is lost at shutdown: read what is left, then log every

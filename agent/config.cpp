@@ -27,7 +27,13 @@ void load_config_text(const std::string& text, const std::string& name, Config& 
   if (root["tools"]) cfg.tools = parse_tools(root["tools"], r);
 
   if (auto m = root["metrics"]) {
-    r.expect_keys(m, "metrics", {"address"});
+    r.expect_keys(m, "metrics", {"address", "max_series", "max_destinations_per_binary", "series_idle_seconds"});
+    if (m["max_series"]) cfg.series.max_series = r.number(m["max_series"], "metrics.max_series", 10, 1'000'000);
+    if (m["max_destinations_per_binary"])
+      cfg.series.max_destinations =
+          r.number(m["max_destinations_per_binary"], "metrics.max_destinations_per_binary", 1, 100'000);
+    if (m["series_idle_seconds"])
+      cfg.series.idle_ns = 1'000'000'000ULL * r.number(m["series_idle_seconds"], "metrics.series_idle_seconds", 10, 30 * 86400);
     if (m["address"]) {
       cfg.metrics_address = r.string(m["address"], "metrics.address");
       try {
@@ -38,8 +44,10 @@ void load_config_text(const std::string& text, const std::string& name, Config& 
     }
   }
   if (auto l = root["log"]) {
-    r.expect_keys(l, "log", {"file"});
-    if (l["file"]) cfg.log_file = r.string(l["file"], "log.file");
+    r.expect_keys(l, "log", {"file", "max_size_mb", "max_files"});
+    if (l["file"]) cfg.log.path = r.string(l["file"], "log.file");
+    if (l["max_size_mb"]) cfg.log.max_bytes = (1ULL << 20) * r.number(l["max_size_mb"], "log.max_size_mb", 1, 1'000'000);
+    if (l["max_files"]) cfg.log.max_files = static_cast<unsigned>(r.number(l["max_files"], "log.max_files", 0, 1000));
   }
   if (auto f = root["flows"]) {
     r.expect_keys(f, "flows", {"update_interval_seconds", "poll_interval_seconds"});

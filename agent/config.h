@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "bpf_loader.h"
+#include "egress_counters.h"
+#include "event_log.h"
 #include "tool_catalog.h"
 #include "yaml_reader.h"
 
@@ -14,11 +16,12 @@ namespace egressd {
 
 struct Config {
   std::string metrics_address = "127.0.0.1:8789";
-  std::string log_file = "-";
+  LogOptions log;
   uint64_t update_interval_ms = 60'000;  // flow-updated for long-lived flows
   uint64_t poll_interval_ms = 2'000;     // read live counters from the kernel
   uint64_t drain_interval_ms = 100;      // longest wait before events are read
   LoadOptions load;
+  SeriesBudget series;
   std::vector<std::string> redact_patterns;
   std::vector<ToolSpec> tools;  // from the file; merged over the built-ins
   std::string proc_root = "/proc";

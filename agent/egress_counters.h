@@ -2,6 +2,13 @@
 // (tool, binary, destination, port, transport). Written by the event loop,
 // read by scrapes through snapshot(): a scrape copies under a short lock and
 // never waits on the kernel.
+//
+// The number of series is bounded. Each (tool, binary) keeps at most
+// max_destinations distinct (destination, port) pairs, and all of them
+// together at most max_series; a flow beyond either budget is counted under
+// destination="other", port="other" (or, past the global budget, under
+// tool="other", binary="other" too), so bytes still sum to the truth. Series
+// not written for idle_ns are dropped, which frees their place in the budget.
 #pragma once
 
 #include <compare>
@@ -24,6 +31,7 @@ struct SeriesKey {
 
 inline constexpr const char* kConnectResults[] = {"ok", "refused", "timeout", "denied", "error"};
 inline constexpr size_t kConnectResultCount = 5;
+inline constexpr const char* kOther = "other";
 
 struct SeriesTotals {
   uint64_t sent_bytes = 0;
@@ -34,20 +42,48 @@ struct SeriesTotals {
   uint64_t unexpected_flows = 0;  // flows of a tool to a destination it does not list
 };
 
+struct SeriesBudget {
+  size_t max_series = 10000;
+  size_t max_destinations = 200;  // per (tool, binary)
+  uint64_t idle_ns = 3600ULL * 1'000'000'000ULL;
+};
+
 class EgressCounters {
  public:
+  explicit EgressCounters(SeriesBudget budget = {}) : budget_(budget) {}
+
+  // The key a new flow's counts go under: key itself while the budget allows,
+  // else its folded form. Call once per flow and keep the result.
+  SeriesKey admit(const SeriesKey& key, uint64_t now_ns);
+
   void add_sent(const SeriesKey& key, uint64_t bytes, uint64_t sends, uint64_t wire_bytes,
-                uint64_t wire_packets);
+                uint64_t wire_packets, uint64_t now_ns = 0);
   // result: index into kConnectResults.
-  void add_connection(const SeriesKey& key, size_t result);
-  void add_unexpected_flow(const SeriesKey& key);
+  void add_connection(const SeriesKey& key, size_t result, uint64_t now_ns = 0);
+  void add_unexpected_flow(const SeriesKey& key, uint64_t now_ns = 0);
+
+  // Drops series idle since before now_ns - idle_ns, unless a live flow
+  // still writes to them (in_use).
+  void expire(uint64_t now_ns, const std::vector<SeriesKey>& in_use);
 
   std::vector<std::pair<SeriesKey, SeriesTotals>> snapshot() const;
   size_t series() const;
+  uint64_t folded() const;   // flows whose key was folded into "other"
+  uint64_t expired() const;  // series dropped for idleness
 
  private:
+  struct Entry {
+    SeriesTotals totals;
+    uint64_t last_ns = 0;
+  };
+  Entry& entry(const SeriesKey& key, uint64_t now_ns);
+
+  SeriesBudget budget_;
   mutable std::mutex mu_;
-  std::map<SeriesKey, SeriesTotals> totals_;
+  std::map<SeriesKey, Entry> totals_;
+  std::map<std::pair<std::string, std::string>, size_t> destinations_;  // (tool, binary) -> count
+  uint64_t folded_ = 0;
+  uint64_t expired_ = 0;
 };
 
 }  // namespace egressd

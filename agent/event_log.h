@@ -1,35 +1,69 @@
-// The JSON event log: one ECS event per line, to stdout or a file (0600).
+// The JSON event log: one ECS event per line, to stdout or a file (0600)
+// rotated by size. Lines are serialized by the caller and handed to a writer
+// thread through a bounded queue, so a slow or full disk never stalls the
+// event loop: when the queue is full a line is dropped and counted, and a
+// failing disk is reported once on stderr until it recovers.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
-#include <cstdio>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
 namespace egressd {
 
+struct LogOptions {
+  std::string path = "-";              // "-" is stdout (never rotated)
+  uint64_t max_bytes = 100ULL << 20;   // rotate when the file would exceed this
+  unsigned max_files = 5;              // rotated files kept: path.1 .. path.N
+  size_t queue_lines = 65536;          // lines waiting for the disk before drops
+};
+
 class EventLog {
  public:
-  // path "-" is stdout. Throws std::runtime_error with a one-line reason.
-  static std::unique_ptr<EventLog> open(const std::string& path);
-  ~EventLog();
+  // Throws std::runtime_error with a one-line reason.
+  static std::unique_ptr<EventLog> open(const LogOptions& opts);
+  static std::unique_ptr<EventLog> open(const std::string& path) {
+    LogOptions o;
+    o.path = path;
+    return open(o);
+  }
+  ~EventLog();  // writes everything still queued
   EventLog(const EventLog&) = delete;
   EventLog& operator=(const EventLog&) = delete;
 
   void write(const nlohmann::json& event);
+  // Returns once every line handed over so far has been written (or failed).
   void flush();
 
-  uint64_t lines() const { return lines_; }
-  uint64_t write_failures() const { return failures_; }
+  uint64_t lines() const { return lines_.load(); }
+  uint64_t write_failures() const { return failures_.load(); }
+  uint64_t dropped() const { return dropped_.load(); }
+  uint64_t rotations() const { return rotations_.load(); }
 
  private:
-  EventLog(FILE* f, bool owned) : file_(f), owned_(owned) {}
-  FILE* file_;
-  bool owned_;
-  uint64_t lines_ = 0;
-  uint64_t failures_ = 0;
+  EventLog(LogOptions opts, int fd);
+  void run();
+  void write_batch(std::deque<std::string>& batch);
+  bool rotate();
+
+  LogOptions opts_;
+  int fd_;
+  uint64_t size_ = 0;
+  std::mutex mu_;
+  std::condition_variable wake_, drained_;
+  std::deque<std::string> queue_;
+  uint64_t enqueued_ = 0, done_ = 0;
+  bool stop_ = false;
+  bool failing_ = false;  // a failure was reported and has not cleared
+  std::atomic<uint64_t> lines_{0}, failures_{0}, dropped_{0}, rotations_{0};
+  std::thread writer_;
 };
 
 }  // namespace egressd

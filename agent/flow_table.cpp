@@ -43,11 +43,14 @@ FlowTable::Flow FlowTable::make_flow(std::shared_ptr<const Process> proc, const 
   f.start_ns = start_ns;
   f.logged_ns = start_ns;
   std::string addr = format_addr(dst);
-  f.series = SeriesKey{tool_label(*f.proc), binary_label(*f.proc), addr.empty() ? "unknown" : addr,
-                       std::to_string(dst.port), transport_name(family, type, protocol)};
+  const uint64_t now = d_.clock.boot_now_ns();
+  f.series = d_.counters.admit(SeriesKey{tool_label(*f.proc), binary_label(*f.proc),
+                                         addr.empty() ? "unknown" : addr, std::to_string(dst.port),
+                                         transport_name(family, type, protocol)},
+                               now);
   if (d_.tools && f.proc->tool_id) {
     f.expected = d_.tools->expected(f.proc->tool_id, dst, "");
-    if (f.expected == false) d_.counters.add_unexpected_flow(f.series);
+    if (f.expected == false) d_.counters.add_unexpected_flow(f.series, now);
   }
   f.id = fmt::format("{}-{}-{}", cookie, f.proc->key.tgid, addr.empty() ? "0" : addr);
   if (dst.port) f.id += fmt::format("-{}", dst.port);
@@ -65,7 +68,7 @@ void FlowTable::apply(Flow& f, uint64_t bytes, uint64_t sends, uint64_t wire_byt
   uint64_t ds = delta(sends, f.sends);
   uint64_t dwb = delta(wire_bytes, f.wire_bytes);
   uint64_t dwp = delta(wire_packets, f.wire_packets);
-  d_.counters.add_sent(f.series, db, ds, dwb, dwp);
+  if (db || ds || dwb || dwp) d_.counters.add_sent(f.series, db, ds, dwb, dwp, d_.clock.boot_now_ns());
 }
 
 nlohmann::json FlowTable::base(const char* action, std::vector<std::string> type,
@@ -157,11 +160,11 @@ void FlowTable::on_connect_result(const connect_result_event& ev) {
 
   auto f = primary_.find(ev.cookie);
   if (f != primary_.end()) {
-    d_.counters.add_connection(f->second.series, result);
+    d_.counters.add_connection(f->second.series, result, ev.hdr.ts_boot_ns);
   } else {
     Flow tmp = make_flow(a.proc, a.ev.dst, a.ev.sk_family, a.ev.sk_type, a.ev.sk_protocol,
                          ev.cookie, a.ev.hdr.ts_boot_ns);
-    d_.counters.add_connection(tmp.series, result);
+    d_.counters.add_connection(tmp.series, result, ev.hdr.ts_boot_ns);
   }
   attempts_.erase(it);
 }
@@ -228,6 +231,14 @@ void FlowTable::emit_updates(uint64_t now_boot_ns, uint64_t interval_ns) {
   };
   for (auto& [_, f] : primary_) visit(f);
   for (auto& [_, f] : extra_) visit(f);
+}
+
+std::vector<SeriesKey> FlowTable::live_series() const {
+  std::vector<SeriesKey> out;
+  out.reserve(open_flows());
+  for (const auto& [_, f] : primary_) out.push_back(f.series);
+  for (const auto& [_, f] : extra_) out.push_back(f.series);
+  return out;
 }
 
 void FlowTable::flush_all(uint64_t now_boot_ns, const char* reason) {

@@ -55,6 +55,9 @@ class FlowTable {
   // flow-updated with the final count for every open flow (shutdown).
   void flush_all(uint64_t now_boot_ns, const char* reason);
 
+  // The series open flows write to: kept however long they are idle.
+  std::vector<SeriesKey> live_series() const;
+
   bool extra_ends_pending() const { return !closed_with_extra_.empty(); }
   size_t open_flows() const { return primary_.size() + extra_.size(); }
   uint64_t results_without_attempt() const { return results_without_attempt_; }

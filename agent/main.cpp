@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
       egressd::parse_host_port(metrics_addr);
       cfg.metrics_address = metrics_addr;
     }
-    if (!log_file.empty()) cfg.log_file = log_file;
+    if (!log_file.empty()) cfg.log.path = log_file;
   } catch (const std::exception& e) {
     fmt::print(stderr, "egressd: {}\n", e.what());
     return kExitUsage;

@@ -52,8 +52,14 @@ inline constexpr std::array kMetricCatalog = {
     MetricSpec{"egressd_process_map_capacity", MetricKind::kGauge, "Size of the kernel process map.", ""},
     MetricSpec{"egressd_log_lines_total", MetricKind::kCounter, "Event log lines written.", ""},
     MetricSpec{"egressd_log_write_failures_total", MetricKind::kCounter,
-               "Event log lines that could not be written.", ""},
+               "Event log lines that could not be written (disk full, I/O error).", ""},
+    MetricSpec{"egressd_log_dropped_total", MetricKind::kCounter,
+               "Event log lines dropped because the writer queue was full (disk too slow).", ""},
     MetricSpec{"egressd_series", MetricKind::kGauge, "Label sets in the per-flow metrics.", ""},
+    MetricSpec{"egressd_series_folded_total", MetricKind::kCounter,
+               "Flows counted under destination=\"other\" (or tool=\"other\") because a series budget was full.", ""},
+    MetricSpec{"egressd_series_expired_total", MetricKind::kCounter,
+               "Per-flow series dropped after metrics.series_idle_seconds without traffic.", ""},
 };
 
 }  // namespace egressd

@@ -32,6 +32,9 @@ struct AgentHealth {
   uint64_t process_map_capacity = 0;
   uint64_t log_lines = 0;
   uint64_t log_write_failures = 0;
+  uint64_t log_dropped = 0;
+  uint64_t series_folded = 0;
+  uint64_t series_expired = 0;
 };
 
 class AgentCollector : public prometheus::Collectable {

@@ -18,7 +18,7 @@ std::string error_of(const std::string& text) {
 TEST(Config, DefaultsAreLoopbackAndStdout) {
   Config cfg;
   EXPECT_EQ(cfg.metrics_address, "127.0.0.1:8789");
-  EXPECT_EQ(cfg.log_file, "-");
+  EXPECT_EQ(cfg.log.path, "-");
 }
 
 TEST(Config, ReadsEveryKey) {
@@ -40,7 +40,7 @@ redaction:
 )",
                    "egressd.yaml", cfg);
   EXPECT_EQ(cfg.metrics_address, "127.0.0.1:9000");
-  EXPECT_EQ(cfg.log_file, "/var/log/egressd/events.json");
+  EXPECT_EQ(cfg.log.path, "/var/log/egressd/events.json");
   EXPECT_EQ(cfg.update_interval_ms, 30000u);
   EXPECT_EQ(cfg.poll_interval_ms, 5000u);
   EXPECT_EQ(cfg.load.ring_buffer_bytes, 8388608u);
@@ -55,7 +55,7 @@ TEST(Config, EmptyFileKeepsDefaults) {
 
 TEST(Config, ErrorsNameFileAndLine) {
   EXPECT_EQ(error_of("metrics:\n  adress: x\n"),
-            "egressd.yaml:2: unknown key 'adress' in metrics (known: address)");
+            "egressd.yaml:2: unknown key 'adress' in metrics (known: address, max_destinations_per_binary, max_series, series_idle_seconds)");
   EXPECT_EQ(error_of("flows:\n  poll_interval_seconds: soon\n"),
             "egressd.yaml:2: 'flows.poll_interval_seconds' must be a whole number, not 'soon'");
   EXPECT_EQ(error_of("kernel:\n  ring_buffer_bytes: 1000\n"),
