@@ -70,6 +70,9 @@ struct Agent::State {
   void handle(const void* data, size_t len);
   void poll_kernel(bool live_sockets);
   AgentHealth health() const;
+  // The event loop went round within the last 10 seconds.
+  bool healthy() const { return clock.boot_now_ns() < last_loop_ns.load() + 10'000 * kMs; }
+  std::atomic<uint64_t> last_loop_ns{0};
   void publish_health();
   void log_agent(const char* action, const char* type);
 };
@@ -177,7 +180,8 @@ void Agent::start() {
   // Listen before attaching: a port in use fails fast, with nothing attached.
   auto collector = std::make_shared<AgentCollector>(
       s.counters, [&s] { return s.health(); }, EGRESSD_VERSION);
-  s.metrics = std::make_unique<MetricsServer>(s.cfg.metrics_address, collector);
+  s.metrics = std::make_unique<MetricsServer>(s.cfg.metrics_address, collector, s.cfg.metrics_auth,
+                                              [&s] { return s.healthy(); });
   s.procs.set_tool_listener([&s](const Process& p) {
     s.bpf->set_process_tool(p.key.tgid, p.key.start_ns, p.tool_id, s.tools.follows_children(p.tool_id));
   });
@@ -198,6 +202,7 @@ void Agent::start() {
       &s, nullptr);
   if (!s.ring) throw LoaderError("open ring buffer", errno);
   s.publish_health();
+  s.last_loop_ns = s.clock.boot_now_ns();
   s.log_agent("agent-started", "start");
 }
 
@@ -219,6 +224,7 @@ int Agent::run(const std::atomic<bool>& stop) {
     s.flows->emit_updates(now, s.cfg.update_interval_ms * kMs);
     s.procs.expire(now, kKeepExitedNs);
     s.publish_health();
+    s.last_loop_ns = now;
   }
   // Nothing counted is lost at shutdown: read what is left, then log every
   // open flow with its final count.

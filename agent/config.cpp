@@ -27,7 +27,18 @@ void load_config_text(const std::string& text, const std::string& name, Config& 
   if (root["tools"]) cfg.tools = parse_tools(root["tools"], r);
 
   if (auto m = root["metrics"]) {
-    r.expect_keys(m, "metrics", {"address", "max_series", "max_destinations_per_binary", "series_idle_seconds"});
+    r.expect_keys(m, "metrics", {"address", "max_series", "max_destinations_per_binary", "series_idle_seconds", "basic_auth"});
+    if (const YAML::Node a = m["basic_auth"]) {
+      r.expect_keys(a, "metrics.basic_auth", {"username", "password_file"});
+      if (!a["username"] || !a["password_file"])
+        r.fail(a, "metrics.basic_auth needs 'username' and 'password_file'");
+      cfg.metrics_auth.username = r.string(a["username"], "metrics.basic_auth.username");
+      const std::string file = r.string(a["password_file"], "metrics.basic_auth.password_file");
+      std::ifstream in(file);
+      if (!in) r.fail(a["password_file"], fmt::format("cannot read password file {}: {}", file, strerror(errno)));
+      std::getline(in, cfg.metrics_auth.password);
+      if (cfg.metrics_auth.password.empty()) r.fail(a["password_file"], fmt::format("password file {} is empty", file));
+    }
     if (m["max_series"]) cfg.series.max_series = r.number(m["max_series"], "metrics.max_series", 10, 1'000'000);
     if (m["max_destinations_per_binary"])
       cfg.series.max_destinations =

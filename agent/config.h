@@ -9,6 +9,7 @@
 #include "bpf_loader.h"
 #include "egress_counters.h"
 #include "event_log.h"
+#include "metrics.h"
 #include "tool_catalog.h"
 #include "yaml_reader.h"
 
@@ -22,6 +23,7 @@ struct Config {
   uint64_t drain_interval_ms = 100;      // longest wait before events are read
   LoadOptions load;
   SeriesBudget series;
+  BasicAuth metrics_auth;
   std::vector<std::string> redact_patterns;
   std::vector<ToolSpec> tools;  // from the file; merged over the built-ins
   std::string proc_root = "/proc";

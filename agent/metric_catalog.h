@@ -55,6 +55,8 @@ inline constexpr std::array kMetricCatalog = {
                "Event log lines that could not be written (disk full, I/O error).", ""},
     MetricSpec{"egressd_log_dropped_total", MetricKind::kCounter,
                "Event log lines dropped because the writer queue was full (disk too slow).", ""},
+    MetricSpec{"egressd_scrape_duration_seconds", MetricKind::kGauge,
+               "How long the previous scrape took to collect.", ""},
     MetricSpec{"egressd_series", MetricKind::kGauge, "Label sets in the per-flow metrics.", ""},
     MetricSpec{"egressd_series_folded_total", MetricKind::kCounter,
                "Flows counted under destination=\"other\" (or tool=\"other\") because a series budget was full.", ""},

@@ -4,7 +4,13 @@
 #include <prometheus/exposer.h>
 #include <prometheus/metric_family.h>
 
+#include <CivetServer.h>
+#include <civetweb.h>
+
+#include <chrono>
+#include <cstring>
 #include <stdexcept>
+#include <string_view>
 
 #include "metric_catalog.h"
 
@@ -56,6 +62,7 @@ MetricFamily single(std::string_view name, uint64_t value) {
 }  // namespace
 
 std::vector<MetricFamily> AgentCollector::Collect() const {
+  const auto t0 = std::chrono::steady_clock::now();
   auto series = counters_.snapshot();
   MetricFamily bytes = family("egressd_sent_bytes_total");
   MetricFamily calls = family("egressd_send_calls_total");
@@ -103,6 +110,10 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
   out.push_back(single("egressd_series", series.size()));
   out.push_back(single("egressd_series_folded_total", h.series_folded));
   out.push_back(single("egressd_series_expired_total", h.series_expired));
+  MetricFamily scrape = family("egressd_scrape_duration_seconds");
+  add(scrape, {}, last_scrape_seconds_.load());
+  out.push_back(std::move(scrape));
+  last_scrape_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }
 
@@ -119,19 +130,50 @@ std::pair<std::string, uint16_t> parse_host_port(const std::string& address) {
   return {host, static_cast<uint16_t>(std::stoul(port_text))};
 }
 
-MetricsServer::MetricsServer(const std::string& address, std::shared_ptr<AgentCollector> collector)
+namespace {
+
+// civetweb's callbacks carry no user pointer: the one health check of the
+// process lives here.
+std::function<bool()> g_healthy;
+
+int serve_healthz(mg_connection* conn) {
+  const mg_request_info* req = mg_get_request_info(conn);
+  if (!req->local_uri || std::string_view(req->local_uri) != "/healthz") return 0;
+  const bool ok = g_healthy && g_healthy();
+  const char* body = ok ? "ok\n" : "event loop stalled\n";
+  mg_printf(conn,
+            "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+            "Connection: close\r\n\r\n%s",
+            ok ? 200 : 503, ok ? "OK" : "Service Unavailable", std::strlen(body), body);
+  return ok ? 200 : 503;
+}
+
+}  // namespace
+
+MetricsServer::MetricsServer(const std::string& address, std::shared_ptr<AgentCollector> collector,
+                             const BasicAuth& auth, std::function<bool()> healthy)
     : collector_(std::move(collector)) {
+  g_healthy = std::move(healthy);
+  callbacks_ = std::make_unique<CivetCallbacks>();
+  callbacks_->begin_request = serve_healthz;
   auto [host, port] = parse_host_port(address);
   const bool v6 = host.find(':') != std::string::npos;
   const std::string civet = v6 ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
   try {
-    exposer_ = std::make_unique<prometheus::Exposer>(civet, 2);
+    exposer_ = std::make_unique<prometheus::Exposer>(civet, 2, callbacks_.get());
   } catch (const std::exception& e) {
     throw std::runtime_error(fmt::format(
         "cannot serve metrics on {}: address in use or not local (choose another with --metrics-addr)",
         address));
   }
   exposer_->RegisterCollectable(collector_);
+  if (!auth.password.empty()) {
+    exposer_->RegisterAuth(
+        [auth](const std::string& user, const std::string& password) {
+          return user == auth.username && password == auth.password;
+        },
+        "egressd", "/metrics");
+  }
   auto ports = exposer_->GetListeningPorts();
   bound_ = v6 ? fmt::format("[{}]:{}", host, ports.empty() ? port : ports[0])
               : fmt::format("{}:{}", host, ports.empty() ? port : ports[0]);

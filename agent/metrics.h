@@ -14,6 +14,8 @@
 
 #include "egress_counters.h"
 
+struct CivetCallbacks;
+
 namespace prometheus {
 class Exposer;
 }
@@ -48,18 +50,28 @@ class AgentCollector : public prometheus::Collectable {
   const EgressCounters& counters_;
   std::function<AgentHealth()> health_;
   std::string version_;
+  mutable std::atomic<double> last_scrape_seconds_{0};
+};
+
+struct BasicAuth {
+  std::string username;
+  std::string password;  // empty: no authentication
 };
 
 class MetricsServer {
  public:
-  // address is HOST:PORT (port 0 picks a free one). Throws std::runtime_error
-  // with a one-line reason when it cannot listen.
-  MetricsServer(const std::string& address, std::shared_ptr<AgentCollector> collector);
+  // address is HOST:PORT (port 0 picks a free one). Serves /metrics (with
+  // basic authentication when auth.password is set) and /healthz, which
+  // answers 200 while healthy() holds and 503 otherwise. Throws
+  // std::runtime_error with a one-line reason when it cannot listen.
+  MetricsServer(const std::string& address, std::shared_ptr<AgentCollector> collector,
+                const BasicAuth& auth, std::function<bool()> healthy);
   ~MetricsServer();
   // HOST:PORT actually bound.
   std::string bound_address() const { return bound_; }
 
  private:
+  std::unique_ptr<::CivetCallbacks> callbacks_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::shared_ptr<AgentCollector> collector_;
   std::string bound_;

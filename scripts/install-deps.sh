@@ -5,10 +5,14 @@ set -euo pipefail
 
 BUILD_PKGS=(cmake make g++ clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
   libssl-dev libcap-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev prometheus-cpp-dev libfmt-dev)
-TEST_PKGS=(libgtest-dev googletest liburing-dev iproute2 python3 curl)
+TEST_PKGS=(libgtest-dev googletest liburing-dev iproute2 python3 python3-jsonschema curl)
 
 want=("${BUILD_PKGS[@]}")
-[[ "${1:-}" == "--with-tests" ]] && want+=("${TEST_PKGS[@]}")
+if [[ "${1:-}" == "--with-tests" ]]; then
+  want+=("${TEST_PKGS[@]}")
+  # The tool tests run an npm-style script with node; any node on PATH does.
+  command -v node >/dev/null || want+=(nodejs)
+fi
 
 missing=()
 for p in "${want[@]}"; do

@@ -106,3 +106,39 @@ TEST(Lifecycle, CheckReportsTheHooks) {
 
 }  // namespace
 }  // namespace egressd::test
+
+namespace egressd::test {
+namespace {
+
+std::string http_get(const std::string& address, const std::string& path, const std::string& auth = "") {
+  std::string cmd = "curl -s -o - -w '\\n%{http_code}' ";
+  if (!auth.empty()) cmd += "-u '" + auth + "' ";
+  cmd += "http://" + address + path;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+TEST(Exposition, HealthzAndBasicAuth) {
+  EGRESSD_REQUIRE_KERNEL();
+  const std::string pw = "/tmp/egressd-auth-test-pw", cfg = "/tmp/egressd-auth-test.yaml";
+  std::ofstream(pw) << "correct-horse\n";
+  std::ofstream(cfg) << "metrics:\n  basic_auth:\n    username: prom\n    password_file: " << pw << "\n";
+  AgentProcess agent({"--config", cfg});
+  ASSERT_TRUE(agent.started()) << agent.stderr_text();
+  EXPECT_EQ(http_get(agent.metrics_address(), "/healthz"), "ok\n\n200");
+  EXPECT_NE(http_get(agent.metrics_address(), "/metrics").find("\n401"), std::string::npos);
+  EXPECT_NE(http_get(agent.metrics_address(), "/metrics", "prom:wrong").find("\n401"), std::string::npos);
+  std::string ok = http_get(agent.metrics_address(), "/metrics", "prom:correct-horse");
+  EXPECT_NE(ok.find("egressd_build_info"), std::string::npos);
+  EXPECT_EQ(ok.substr(ok.size() - 3), "200");
+  std::remove(pw.c_str());
+  std::remove(cfg.c_str());
+}
+
+}  // namespace
+}  // namespace egressd::test

@@ -190,12 +190,18 @@ TEST_F(Tools, FollowChildrenFalse) {
   ASSERT_EQ(run_process({"/usr/bin/python3", root_ + "/opt/fake-nofollow/run.py", port(), send_cmd(400)}, &pid), 0);
   EXPECT_EQ(tool_bytes({{"tool", "fake-nofollow"}}, 300), 300);
   uint64_t child = 0;
-  for (const auto& e : agent_->events())
-    if (field(e, "event.action") == "flow-ended" && field(e, "process.parent.pid") == std::to_string(pid)) {
-      child += e["source"]["bytes"].get<uint64_t>();
-      EXPECT_EQ(field(e, "egressd.tool"), "");
-    }
+  std::string child_tool = "unset";
+  wait_until([&] {
+    child = 0;
+    for (const auto& e : agent_->events())
+      if (field(e, "event.action") == "flow-ended" && field(e, "process.parent.pid") == std::to_string(pid)) {
+        child += e["source"]["bytes"].get<uint64_t>();
+        child_tool = field(e, "egressd.tool");
+      }
+    return child >= 400;
+  }, 10s);
   EXPECT_EQ(child, 400u);
+  EXPECT_EQ(child_tool, "");
 }
 
 TEST_F(Tools, ToolRunningBeforeTheAgentIsRecognised) {

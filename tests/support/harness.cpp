@@ -92,8 +92,25 @@ AgentProcess::AgentProcess(std::vector<std::string> extra_args) {
       std::chrono::seconds(30));
 }
 
+// Every line any test makes the agent write must match the published schema.
+static void validate_log(const std::string& log_path) {
+  if (!fs::exists(log_path)) return;
+  const std::string cmd = std::string("/usr/bin/python3 ") + EGRESSD_SOURCE_DIR +
+                          "/tests/support/validate_events.py " + EGRESSD_SOURCE_DIR +
+                          "/docs/egressd-events.schema.json " + log_path + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    ADD_FAILURE() << "event log does not match docs/egressd-events.schema.json:\n" << out;
+}
+
 AgentProcess::~AgentProcess() {
   if (pid_ > 0) stop();
+  validate_log(log_path_);
   std::error_code ec;
   if (!std::getenv("EGRESSD_KEEP_TEST_FILES")) fs::remove_all(dir_, ec);
 }

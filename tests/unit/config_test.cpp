@@ -2,6 +2,9 @@
 
 #include "config.h"
 
+#include <cstdio>
+#include <fstream>
+
 namespace egressd {
 namespace {
 
@@ -54,8 +57,7 @@ TEST(Config, EmptyFileKeepsDefaults) {
 }
 
 TEST(Config, ErrorsNameFileAndLine) {
-  EXPECT_EQ(error_of("metrics:\n  adress: x\n"),
-            "egressd.yaml:2: unknown key 'adress' in metrics (known: address, max_destinations_per_binary, max_series, series_idle_seconds)");
+  EXPECT_EQ(error_of("metrics:\n  adress: x\n").rfind("egressd.yaml:2: unknown key 'adress' in metrics (known: address, ", 0), 0u);
   EXPECT_EQ(error_of("flows:\n  poll_interval_seconds: soon\n"),
             "egressd.yaml:2: 'flows.poll_interval_seconds' must be a whole number, not 'soon'");
   EXPECT_EQ(error_of("kernel:\n  ring_buffer_bytes: 1000\n"),
@@ -67,6 +69,20 @@ TEST(Config, ErrorsNameFileAndLine) {
   EXPECT_EQ(error_of("redaction:\n  patterns: ['(unclosed']\n").rfind("egressd.yaml:2: invalid regular expression", 0), 0u);
   EXPECT_EQ(error_of("metrics: [1, 2\n").rfind("egressd.yaml:", 0), 0u);
   EXPECT_EQ(error_of("- just\n- a list\n"), "egressd.yaml:1: 'the top level' must be a mapping");
+}
+
+TEST(Config, BasicAuthReadsThePasswordFromAFile) {
+  const std::string pw = "/tmp/egressd-config-test-pw";
+  std::ofstream(pw) << "s3cret\n";
+  Config cfg;
+  load_config_text("metrics:\n  basic_auth:\n    username: prom\n    password_file: " + pw + "\n", "egressd.yaml", cfg);
+  EXPECT_EQ(cfg.metrics_auth.username, "prom");
+  EXPECT_EQ(cfg.metrics_auth.password, "s3cret");
+  std::remove(pw.c_str());
+  EXPECT_EQ(error_of("metrics:\n  basic_auth:\n    username: prom\n"),
+            "egressd.yaml:3: metrics.basic_auth needs 'username' and 'password_file'");
+  EXPECT_EQ(error_of("metrics:\n  basic_auth:\n    username: prom\n    password_file: /nonexistent/pw\n"),
+            "egressd.yaml:4: cannot read password file /nonexistent/pw: No such file or directory");
 }
 
 TEST(Config, UnreadableFile) {
