@@ -1,0 +1,131 @@
+// A real Prometheus (Debian's package) scrapes the real agent on loopback;
+// PromQL returns the exact bytes of a known workload per tool and
+// destination, and promtool finds nothing to say about the exposition.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "harness.h"
+
+namespace egressd::test {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+  bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin));
+  socklen_t len = sizeof(sin);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len);
+  close(fd);
+  return ntohs(sin.sin_port);
+}
+
+std::string run_capture(const std::string& cmd, int* code = nullptr) {
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  int status = pclose(p);
+  if (code) *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+class PrometheusServer {
+ public:
+  PrometheusServer(const std::string& dir, const std::string& target) {
+    port_ = free_port();
+    std::ofstream(dir + "/prometheus.yml") << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                                              "scrape_configs:\n  - job_name: egressd\n    static_configs:\n"
+                                              "      - targets: ['" << target << "']\n";
+    pid_ = fork();
+    if (pid_ == 0) {
+      int null = open("/dev/null", O_WRONLY);
+      dup2(null, 1);
+      dup2(null, 2);
+      const std::string cfg = "--config.file=" + dir + "/prometheus.yml";
+      const std::string db = "--storage.tsdb.path=" + dir + "/data";
+      const std::string web = "--web.listen-address=127.0.0.1:" + std::to_string(port_);
+      execl("/usr/bin/prometheus", "prometheus", cfg.c_str(), db.c_str(), web.c_str(), nullptr);
+      _exit(127);
+    }
+  }
+  ~PrometheusServer() {
+    kill(pid_, SIGTERM);
+    waitpid(pid_, nullptr, 0);
+  }
+  bool ready() const {
+    return wait_until([&] { return run_capture("curl -sf http://127.0.0.1:" + std::to_string(port_) + "/-/ready") != ""; }, 30s);
+  }
+  // Result vector of an instant query, as JSON.
+  nlohmann::json query(const std::string& promql) const {
+    std::string out = run_capture("curl -s -G http://127.0.0.1:" + std::to_string(port_) +
+                                  "/api/v1/query --data-urlencode 'query=" + promql + "'");
+    auto j = nlohmann::json::parse(out, nullptr, false);
+    if (j.is_discarded() || j.value("status", "") != "success") return nlohmann::json::array();
+    return j["data"]["result"];
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+TEST(Prometheus, PromQLReturnsExactBytesPerToolAndDestination) {
+  EGRESSD_REQUIRE_KERNEL();
+  ASSERT_TRUE(fs::exists("/usr/bin/prometheus")) << "Debian's prometheus package is needed (scripts/install-deps.sh --with-tests)";
+  char tmpl[] = "/tmp/egressd-prom-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string tool_bin = dir + "/opt/promtool-fake/bin/fake-agent";
+  fs::create_directories(fs::path(tool_bin).parent_path());
+  fs::copy_file(traffic_bin(), tool_bin);
+  std::ofstream(dir + "/egressd.yaml") << "tools:\n  - name: prom-fake\n    match: {executables: ['*/promtool-fake/bin/*']}\n";
+  AgentProcess agent({"--config", dir + "/egressd.yaml"});
+  ASSERT_TRUE(agent.started()) << agent.stderr_text();
+
+  TcpSink v4("127.0.0.1"), v6("::1");
+  ASSERT_EQ(run_traffic({"tcp", "127.0.0.1", std::to_string(v4.port()), "10000", "1000", "send"}, {}, tool_bin).exit_code, 0);
+  ASSERT_EQ(run_traffic({"tcp", "127.0.0.1", std::to_string(v4.port()), "2345", "1000", "writev"}, {}, tool_bin).exit_code, 0);
+  ASSERT_EQ(run_traffic({"tcp", "::1", std::to_string(v6.port()), "777", "777", "sendmsg"}, {}, tool_bin).exit_code, 0);
+
+  PrometheusServer prom(dir, agent.metrics_address());
+  ASSERT_TRUE(prom.ready());
+  std::map<std::string, double> got;
+  wait_until([&] {
+    got.clear();
+    for (const auto& r : prom.query("sum by (tool, destination) (egressd_sent_bytes_total{tool=\"prom-fake\"})"))
+      got[r["metric"]["destination"].get<std::string>()] = std::stod(r["value"][1].get<std::string>());
+    return got["127.0.0.1"] == 12345 && got["::1"] == 777;
+  }, 30s);
+  EXPECT_EQ(got["127.0.0.1"], 12345);
+  EXPECT_EQ(got["::1"], 777);
+  EXPECT_EQ(got.size(), 2u);
+  auto conns = prom.query("sum(egressd_connections_total{tool=\"prom-fake\",result=\"ok\"})");
+  ASSERT_EQ(conns.size(), 1u);
+  EXPECT_EQ(conns[0]["value"][1], "3");
+
+  // promtool lints the exposition itself.
+  const std::string expo = dir + "/exposition.txt";
+  std::ofstream(expo) << agent.scrape();
+  int code = -1;
+  std::string lint = run_capture("/usr/bin/promtool check metrics < " + expo + " 2>&1", &code);
+  EXPECT_EQ(code, 0) << lint;
+  EXPECT_EQ(lint, "") << lint;
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace egressd::test
