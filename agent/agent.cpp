@@ -46,14 +46,14 @@ struct Agent::State {
         host(HostInfo::current(EGRESSD_VERSION)),
         tools(merge_tools(builtin_tools(), cfg.tools)),
         counters(cfg.series),
-        procs(cfg.proc_root, host.boot_id.substr(0, 8), &tools) {}
+        procs(cfg.proc_root, host.boot_id.substr(0, 8), &tools, &redactor) {}
 
   Config cfg;
   HostInfo host;
+  Redactor redactor;
   ToolMatcher tools;
   EgressCounters counters;
   Clock clock;
-  Redactor redactor;
   ProcessTable procs;
   std::unique_ptr<EventLog> log;
   std::unique_ptr<FlowTable> flows;
@@ -171,11 +171,11 @@ void Agent::start() {
   FeatureReport features = probe_features(s.cfg.proc_root);
   if (auto problem = features.first_problem(); !problem.empty()) throw std::runtime_error(problem);
   s.cfg.load.cgroup_path = features.cgroup2_path;
-  for (const auto& p : s.cfg.redact_patterns) s.redactor.add_pattern(p);
+  for (const auto& p : s.cfg.redact_patterns) s.redactor.add_pattern(p);  // checked in config
 
   s.log = EventLog::open(s.cfg.log);
   s.flows = std::make_unique<FlowTable>(
-      FlowTableDeps{s.procs, s.counters, *s.log, s.host, s.clock, s.redactor, &s.tools});
+      FlowTableDeps{s.procs, s.counters, *s.log, s.host, s.clock, &s.tools});
   s.bpf = BpfPrograms::load(s.cfg.load);
   // Listen before attaching: a port in use fails fast, with nothing attached.
   auto collector = std::make_shared<AgentCollector>(

@@ -29,7 +29,7 @@ class LoaderError : public std::runtime_error {
 };
 
 struct LoadOptions {
-  uint32_t ring_buffer_bytes = 16u << 20;
+  uint32_t ring_buffer_bytes = 4u << 20;  // mapped twice by libbpf: 8 MB of RSS
   uint32_t process_table_entries = 65536;
   uint32_t flow_table_entries = 65536;
   uint64_t ring_wakeup_bytes = 256 * 1024;

@@ -5,11 +5,11 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 
 #include "metrics.h"
+#include "redact.h"
 #include "yaml_reader.h"
 
 namespace egressd {
@@ -87,11 +87,8 @@ void load_config_text(const std::string& text, const std::string& name, Config& 
       if (!pats.IsSequence()) r.fail(pats, "'redaction.patterns' must be a list of regular expressions");
       for (const auto& p : pats) {
         std::string re = r.string(p, "redaction.patterns[]");
-        try {
-          std::regex check(re, std::regex::ECMAScript);
-        } catch (const std::regex_error& e) {
-          r.fail(p, fmt::format("invalid regular expression '{}': {}", re, e.what()));
-        }
+        if (std::string err = check_pattern(re); !err.empty())
+          r.fail(p, fmt::format("invalid regular expression '{}': {}", re, err));
         cfg.redact_patterns.push_back(re);
       }
     }

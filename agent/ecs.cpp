@@ -64,7 +64,7 @@ nlohmann::json ecs_event(const HostInfo& host, std::string_view action, std::str
   return j;
 }
 
-nlohmann::json ecs_process(const Process& p, const Redactor& redactor, const Clock& clock) {
+nlohmann::json ecs_process(const Process& p, const Clock& clock) {
   nlohmann::json j;
   j["pid"] = p.key.tgid;
   j["entity_id"] = p.entity_id;
@@ -75,11 +75,10 @@ nlohmann::json ecs_process(const Process& p, const Redactor& redactor, const Clo
   } else if (!p.comm.empty()) {
     j["name"] = p.comm;
   }
-  if (!p.argv.empty()) {
-    auto args = redactor.redact_argv(p.argv);
-    j["command_line"] = join_command_line(args);
-    j["args"] = args;
-    j["args_count"] = args.size();
+  if (!p.redacted_argv.empty()) {
+    j["command_line"] = p.command_line;
+    j["args"] = p.redacted_argv;
+    j["args_count"] = p.redacted_argv.size();
   }
   if (p.parent.tgid) {
     j["parent"]["pid"] = p.parent.tgid;

@@ -9,7 +9,6 @@
 #include <nlohmann/json.hpp>
 
 #include "process_table.h"
-#include "redact.h"
 
 namespace egressd {
 
@@ -39,6 +38,6 @@ nlohmann::json ecs_event(const HostInfo& host, std::string_view action, std::str
                          std::vector<std::string> category, std::vector<std::string> type,
                          uint64_t wall_ns);
 
-nlohmann::json ecs_process(const Process& p, const Redactor& redactor, const Clock& clock);
+nlohmann::json ecs_process(const Process& p, const Clock& clock);
 
 }  // namespace egressd

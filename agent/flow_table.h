@@ -20,7 +20,6 @@
 #include "event_log.h"
 #include "events.h"
 #include "process_table.h"
-#include "redact.h"
 #include "tool_matcher.h"
 
 namespace egressd {
@@ -31,7 +30,6 @@ struct FlowTableDeps {
   EventLog& log;
   const HostInfo& host;
   const Clock& clock;
-  const Redactor& redactor;
   const ToolMatcher* tools = nullptr;
 };
 

@@ -1,5 +1,6 @@
 #include "process_table.h"
 
+#include "redact.h"
 #include "tool_matcher.h"
 
 #include <fmt/format.h>
@@ -38,8 +39,15 @@ bool stat_start_ticks(const std::string& stat, uint64_t* ticks, uint32_t* ppid) 
 
 }  // namespace
 
-ProcessTable::ProcessTable(std::string proc_root, std::string host_tag, const ToolMatcher* tools)
-    : proc_root_(std::move(proc_root)), host_tag_(std::move(host_tag)), tools_(tools) {}
+ProcessTable::ProcessTable(std::string proc_root, std::string host_tag, const ToolMatcher* tools,
+                           const Redactor* redactor)
+    : proc_root_(std::move(proc_root)), host_tag_(std::move(host_tag)), tools_(tools), redactor_(redactor) {}
+
+void ProcessTable::set_argv(Process& p, std::vector<std::string> argv) const {
+  p.argv = std::move(argv);
+  p.redacted_argv = redactor_ ? redactor_->redact_argv(p.argv) : p.argv;
+  p.command_line = join_command_line(p.redacted_argv);
+}
 
 void ProcessTable::set_tool(Process& p, uint32_t id, bool own) {
   const ToolSpec* spec = tools_ ? tools_->tool(id) : nullptr;
@@ -68,7 +76,7 @@ std::shared_ptr<const Process> ProcessTable::on_exec(const ExecRecord& rec) {
   p->entity_id = entity_id(p->key);
   p->exe = rec.exe;
   p->filename = rec.filename;
-  p->argv = rec.argv;
+  set_argv(*p, rec.argv);
   p->comm = e.comm;
   p->uid = e.uid;
   p->gid = e.gid;
@@ -145,7 +153,7 @@ std::shared_ptr<const Process> ProcessTable::resolve(ProcKey key) {
 void ProcessTable::fill_from_proc_fs(Process& p) const {
   const std::string dir = fmt::format("{}/{}", proc_root_, p.key.tgid);
   std::string cmdline = read_file(dir + "/cmdline");
-  p.argv = split_args(cmdline.data(), cmdline.size());
+  set_argv(p, split_args(cmdline.data(), cmdline.size()));
 }
 
 std::shared_ptr<Process> ProcessTable::from_proc_fs(ProcKey key) const {

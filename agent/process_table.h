@@ -29,6 +29,10 @@ struct Process {
   std::string exe;       // resolved in the kernel at exec
   std::string filename;  // as given to execve (the script, for interpreters)
   std::vector<std::string> argv;
+  // argv with secrets masked, and joined: what the log shows. Computed once
+  // per process, so a long command line costs one pass, not one per event.
+  std::vector<std::string> redacted_argv;
+  std::string command_line;
   std::string comm;
   uint32_t uid = 0;
   uint32_t gid = 0;
@@ -41,13 +45,16 @@ struct Process {
 };
 
 class ToolMatcher;
+class Redactor;
 
 class ProcessTable {
  public:
   // proc_root is read for processes the kernel did not describe (command
   // lines of processes that ran before the agent; identities of processes
   // whose exec event was lost). host_tag goes into entity ids.
-  ProcessTable(std::string proc_root, std::string host_tag, const ToolMatcher* tools = nullptr);
+  // redactor: masks secrets in command lines (nullptr: argv is shown as is).
+  ProcessTable(std::string proc_root, std::string host_tag, const ToolMatcher* tools = nullptr,
+               const Redactor* redactor = nullptr);
 
   // Called for every process that becomes (part of) a tool, so the kernel's
   // process map can carry the tag to children forked from now on.
@@ -77,11 +84,13 @@ class ProcessTable {
   std::shared_ptr<Process> from_proc_fs(ProcKey key) const;
   void fill_from_proc_fs(Process& p) const;
   void set_tool(Process& p, uint32_t id, bool own);
+  void set_argv(Process& p, std::vector<std::string> argv) const;
   uint32_t inherited_tool(ProcKey parent) const;
 
   std::string proc_root_;
   std::string host_tag_;
   const ToolMatcher* tools_;
+  const Redactor* redactor_;
   std::function<void(const Process&)> tool_listener_;
   std::map<ProcKey, Entry> procs_;
 };

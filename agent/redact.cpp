@@ -1,5 +1,7 @@
 #include "redact.h"
 
+#include <re2/re2.h>
+
 namespace egressd {
 namespace {
 
@@ -7,38 +9,52 @@ constexpr const char* kSecretWords =
     "(?:api[-_]?key|apikey|token|access[-_]?token|auth[-_]?token|secret|client[-_]?secret|"
     "password|passwd|pwd|pass|credentials?|private[-_]?key|session[-_]?key)";
 
-}  // namespace
-
-Redactor::Redactor()
-    : secret_flag_(std::string("^--?[A-Za-z0-9_-]*") + kSecretWords + "$", std::regex::icase) {
-  const auto icase = std::regex::ECMAScript | std::regex::icase;
-  // --api-key=VALUE, --db-password=VALUE
-  inline_patterns_.emplace_back(std::string("(--?[A-Za-z0-9_-]*") + kSecretWords + "=)[^\\s]+",
-                                icase);
-  // ANTHROPIC_API_KEY=VALUE, password=VALUE (also inside query strings)
-  inline_patterns_.emplace_back(std::string("([A-Za-z0-9_]*") + kSecretWords + "[A-Za-z0-9_]*=)[^\\s&]+",
-                                icase);
-  // Authorization: Bearer X / Basic X, X-Api-Key: X
-  inline_patterns_.emplace_back("((?:authorization|proxy-authorization)\\s*:\\s*(?:bearer|basic|token)?\\s*)[^\\s\"']+",
-                                icase);
-  inline_patterns_.emplace_back(std::string("(x-[a-z-]*") + kSecretWords + "\\s*:\\s*)[^\\s\"']+", icase);
-  // scheme://user:password@host
-  inline_patterns_.emplace_back("([a-z][a-z0-9+.-]*://[^/\\s:@]+:)[^@\\s/]+(?=@)", icase);
-  // Well-known token shapes, wherever they stand.
-  inline_patterns_.emplace_back("()\\b(?:sk-[A-Za-z0-9_-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|"
-                                "github_pat_[A-Za-z0-9_]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|"
-                                "AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{30,}|glpat-[A-Za-z0-9_-]{20,})",
-                                std::regex::ECMAScript);
+std::unique_ptr<re2::RE2> compile(const std::string& pattern) {
+  re2::RE2::Options opts;
+  opts.set_log_errors(false);
+  return std::make_unique<re2::RE2>(pattern, opts);
 }
 
-void Redactor::add_pattern(const std::string& ecmascript_regex) {
-  extra_.emplace_back(ecmascript_regex, std::regex::ECMAScript);
+}  // namespace
+
+Redactor::Redactor() : secret_flag_(compile(std::string("(?i)^--?[a-z0-9_-]*") + kSecretWords + "$")) {
+  // --api-key=VALUE, --db-password=VALUE
+  keep_prefix_.push_back(compile(std::string("(?i)(--?[a-z0-9_-]*") + kSecretWords + "=)[^\\s]+"));
+  // ANTHROPIC_API_KEY=VALUE, password=VALUE (also inside query strings)
+  keep_prefix_.push_back(compile(std::string("(?i)([a-z0-9_]*") + kSecretWords + "[a-z0-9_]*=)[^\\s&]+"));
+  // Authorization: Bearer X / Basic X, X-Api-Key: X
+  keep_prefix_.push_back(compile("(?i)((?:authorization|proxy-authorization)\\s*:\\s*(?:bearer\\s+|basic\\s+|token\\s+)?)[^\\s\"']+"));
+  keep_prefix_.push_back(compile(std::string("(?i)(x-[a-z-]*") + kSecretWords + "\\s*:\\s*)[^\\s\"']+"));
+  // scheme://user:password@host: the '@' is consumed and put back below.
+  keep_prefix_.push_back(compile("(?i)([a-z][a-z0-9+.-]*://[^/\\s:@]+:)[^@\\s/]+(@)"));
+  // Well-known token shapes, wherever they stand.
+  keep_prefix_.push_back(compile("()\\b(?:sk-[A-Za-z0-9_-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|"
+                                 "github_pat_[A-Za-z0-9_]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|"
+                                 "AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{30,}|glpat-[A-Za-z0-9_-]{20,})"));
+}
+
+Redactor::~Redactor() = default;
+
+std::string check_pattern(const std::string& pattern) {
+  auto re = compile(pattern);
+  return re->ok() ? "" : re->error();
+}
+
+std::string Redactor::add_pattern(const std::string& pattern) {
+  auto re = compile(pattern);
+  if (!re->ok()) return re->error();
+  extra_.push_back(std::move(re));
+  return "";
 }
 
 std::string Redactor::redact(const std::string& text) const {
   std::string out = text;
-  for (const auto& re : inline_patterns_) out = std::regex_replace(out, re, std::string("$1") + kMask);
-  for (const auto& re : extra_) out = std::regex_replace(out, re, kMask);
+  for (const auto& re : keep_prefix_) {
+    const std::string rewrite = re->NumberOfCapturingGroups() == 2 ? std::string("\\1") + kMask + "\\2"
+                                                                   : std::string("\\1") + kMask;
+    re2::RE2::GlobalReplace(&out, *re, rewrite);
+  }
+  for (const auto& re : extra_) re2::RE2::GlobalReplace(&out, *re, kMask);
   return out;
 }
 
@@ -53,7 +69,7 @@ std::vector<std::string> Redactor::redact_argv(const std::vector<std::string>& a
       continue;
     }
     // "--token VALUE": the flag alone names a secret, the next element is it.
-    if (std::regex_match(arg, secret_flag_)) mask_next = true;
+    if (re2::RE2::FullMatch(arg, *secret_flag_)) mask_next = true;
     out.push_back(redact(arg));
   }
   return out;

@@ -1,9 +1,14 @@
-// Removes secrets from command lines before anything is written.
+// Removes secrets from command lines before anything is written. Patterns
+// are RE2 (linear time, whatever a hostile command line holds).
 #pragma once
 
-#include <regex>
+#include <memory>
 #include <string>
 #include <vector>
+
+namespace re2 {
+class RE2;
+}
 
 namespace egressd {
 
@@ -13,8 +18,10 @@ class Redactor {
   // KEY=VALUE with secret-like names, Authorization headers, URL credentials,
   // and well-known token shapes.
   Redactor();
-  // Extra regular expressions from the configuration; each match is replaced.
-  void add_pattern(const std::string& ecmascript_regex);
+  ~Redactor();
+  // An extra RE2 pattern from the configuration; each match is replaced.
+  // Returns an error message, empty when the pattern compiles.
+  std::string add_pattern(const std::string& pattern);
 
   std::vector<std::string> redact_argv(const std::vector<std::string>& argv) const;
   std::string redact(const std::string& text) const;
@@ -22,10 +29,13 @@ class Redactor {
   static constexpr const char* kMask = "[REDACTED]";
 
  private:
-  std::regex secret_flag_;
-  std::vector<std::regex> inline_patterns_;  // replace the first capture group's tail
-  std::vector<std::regex> extra_;
+  std::unique_ptr<re2::RE2> secret_flag_;
+  std::vector<std::unique_ptr<re2::RE2>> keep_prefix_;  // group 1 is kept, the rest masked
+  std::vector<std::unique_ptr<re2::RE2>> extra_;
 };
+
+// Checks that pattern is valid RE2; returns the error, empty when it is.
+std::string check_pattern(const std::string& pattern);
 
 // argv joined with spaces, elements holding spaces or quotes quoted.
 std::string join_command_line(const std::vector<std::string>& argv);

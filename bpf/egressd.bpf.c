@@ -39,7 +39,7 @@ const volatile __u64 ringbuf_wakeup_bytes = 256 * 1024;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 << 20);
+	__uint(max_entries, 4 << 20); /* resized by the agent */
 } events SEC(".maps");
 
 struct {

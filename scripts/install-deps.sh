@@ -4,7 +4,7 @@
 set -euo pipefail
 
 BUILD_PKGS=(cmake make g++ clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
-  libssl-dev libcap-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev prometheus-cpp-dev libfmt-dev)
+  libssl-dev libre2-dev libcap-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev prometheus-cpp-dev libfmt-dev)
 TEST_PKGS=(libgtest-dev googletest liburing-dev iproute2 python3 python3-jsonschema curl prometheus)
 
 want=("${BUILD_PKGS[@]}")

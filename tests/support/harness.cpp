@@ -62,10 +62,10 @@ static std::string slurp(const std::string& path) {
   return ss.str();
 }
 
-AgentProcess::AgentProcess(std::vector<std::string> extra_args) {
+AgentProcess::AgentProcess(std::vector<std::string> extra_args, std::string log_path) {
   char tmpl[] = "/tmp/egressd-test-XXXXXX";
   dir_ = mkdtemp(tmpl);
-  log_path_ = dir_ + "/events.json";
+  log_path_ = log_path.empty() ? dir_ + "/events.json" : log_path;
   err_path_ = dir_ + "/stderr.txt";
   std::vector<std::string> args = {egressd_bin(), "run", "--log-file", log_path_,
                                    "--metrics-addr", "127.0.0.1:0"};

@@ -41,7 +41,8 @@ bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds tim
 // metrics port. stop() sends SIGTERM and returns the exit status.
 class AgentProcess {
  public:
-  explicit AgentProcess(std::vector<std::string> extra_args = {});
+  // log_path: where the event log goes (default: a file in a temp dir).
+  explicit AgentProcess(std::vector<std::string> extra_args = {}, std::string log_path = "");
   ~AgentProcess();
   bool started() const { return pid_ > 0 && !metrics_addr_.empty(); }
   int stop();

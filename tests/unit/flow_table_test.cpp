@@ -6,20 +6,21 @@
 #include <fstream>
 
 #include "flow_table.h"
+#include "redact.h"
 
 namespace egressd {
 namespace {
 
 class FlowTableTest : public ::testing::Test {
  protected:
-  FlowTableTest() : procs_("/nonexistent", "h") {
+  FlowTableTest() : procs_("/nonexistent", "h", nullptr, &redactor_) {
     char tmpl[] = "/tmp/egressd-log-XXXXXX";
     int fd = mkstemp(tmpl);
     close(fd);
     path_ = tmpl;
     log_ = EventLog::open(path_);
     host_ = HostInfo{"testhost", "boot", "0.0.0"};
-    flows_ = std::make_unique<FlowTable>(FlowTableDeps{procs_, counters_, *log_, host_, clock_, redactor_});
+    flows_ = std::make_unique<FlowTable>(FlowTableDeps{procs_, counters_, *log_, host_, clock_});
     ExecRecord r{};
     r.fixed.proc = {500, 0, 42};
     r.exe = "/usr/bin/curl";
@@ -67,12 +68,12 @@ class FlowTableTest : public ::testing::Test {
   }
 
   std::string path_;
+  Redactor redactor_;
   ProcessTable procs_;
   EgressCounters counters_;
   std::unique_ptr<EventLog> log_;
   HostInfo host_;
   Clock clock_;
-  Redactor redactor_;
   std::unique_ptr<FlowTable> flows_;
 };
 
