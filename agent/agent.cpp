@@ -34,6 +34,7 @@ const char* event_type_name(uint16_t type) {
     case EVENT_CONNECT: return "connect";
     case EVENT_CONNECT_RESULT: return "connect_result";
     case EVENT_SOCK_CLOSE: return "close";
+    case EVENT_PAYLOAD: return "payload";
     default: return "unknown";
   }
 }
@@ -66,6 +67,7 @@ struct Agent::State {
   std::map<std::string, uint64_t> ring_events;
   std::map<std::string, uint64_t> decode_errors;
   uint64_t open_flows = 0, processes = 0, log_lines = 0, log_failures = 0, log_dropped = 0;
+  std::map<std::string, uint64_t> parse_failures;
 
   void handle(const void* data, size_t len);
   void poll_kernel(bool live_sockets);
@@ -100,6 +102,8 @@ void Agent::State::handle(const void* data, size_t len) {
           flows->on_connect_result(e);
         } else if constexpr (std::is_same_v<T, sock_close_event>) {
           flows->on_close(e);
+        } else if constexpr (std::is_same_v<T, PayloadRecord>) {
+          flows->on_payload(e);
         }
       },
       ev);
@@ -136,6 +140,7 @@ AgentHealth Agent::State::health() const {
   h.log_lines = log_lines;
   h.log_write_failures = log_failures;
   h.log_dropped = log_dropped;
+  h.parse_failures = parse_failures;
   h.series_folded = counters.folded();
   h.series_expired = counters.expired();
   return h;
@@ -148,6 +153,7 @@ void Agent::State::publish_health() {
   log_lines = log->lines();
   log_failures = log->write_failures();
   log_dropped = log->dropped();
+  parse_failures = flows->parse_failures();
 }
 
 void Agent::State::log_agent(const char* action, const char* type) {
@@ -175,7 +181,7 @@ void Agent::start() {
 
   s.log = EventLog::open(s.cfg.log);
   s.flows = std::make_unique<FlowTable>(
-      FlowTableDeps{s.procs, s.counters, *s.log, s.host, s.clock, &s.tools});
+      FlowTableDeps{s.procs, s.counters, *s.log, s.host, s.clock, &s.tools, s.cfg.destination_label});
   s.bpf = BpfPrograms::load(s.cfg.load);
   // Listen before attaching: a port in use fails fast, with nothing attached.
   auto collector = std::make_shared<AgentCollector>(

@@ -101,6 +101,7 @@ void BpfPrograms::attach() {
   attach_cgroup("sendmsg6", s->progs.sendmsg6, cgroup.get());
   attach_cgroup("sock_release", s->progs.sock_release, cgroup.get());
   attach_cgroup("skb_egress", s->progs.skb_egress, cgroup.get());
+  attach_cgroup("skb_ingress", s->progs.skb_ingress, cgroup.get());
   attach_tracing("inet_sock_set_state", s->progs.inet_sock_set_state);
   attach_tracing("sock_send_length", s->progs.sock_send_length);
 }

@@ -27,7 +27,15 @@ void load_config_text(const std::string& text, const std::string& name, Config& 
   if (root["tools"]) cfg.tools = parse_tools(root["tools"], r);
 
   if (auto m = root["metrics"]) {
-    r.expect_keys(m, "metrics", {"address", "max_series", "max_destinations_per_binary", "series_idle_seconds", "basic_auth"});
+    r.expect_keys(m, "metrics", {"address", "max_series", "max_destinations_per_binary", "series_idle_seconds",
+                                 "basic_auth", "destination_label"});
+    if (m["destination_label"]) {
+      const std::string v = r.string(m["destination_label"], "metrics.destination_label");
+      if (v == "name") cfg.destination_label = DestinationLabel::kName;
+      else if (v == "registered_domain") cfg.destination_label = DestinationLabel::kRegisteredDomain;
+      else if (v == "address") cfg.destination_label = DestinationLabel::kAddress;
+      else r.fail(m["destination_label"], fmt::format("'metrics.destination_label' must be name, registered_domain or address, not '{}'", v));
+    }
     if (const YAML::Node a = m["basic_auth"]) {
       r.expect_keys(a, "metrics.basic_auth", {"username", "password_file"});
       if (!a["username"] || !a["password_file"])

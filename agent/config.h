@@ -9,6 +9,7 @@
 #include "bpf_loader.h"
 #include "egress_counters.h"
 #include "event_log.h"
+#include "flow_table.h"
 #include "metrics.h"
 #include "tool_catalog.h"
 #include "yaml_reader.h"
@@ -24,6 +25,7 @@ struct Config {
   LoadOptions load;
   SeriesBudget series;
   BasicAuth metrics_auth;
+  DestinationLabel destination_label = DestinationLabel::kName;
   std::vector<std::string> redact_patterns;
   std::vector<ToolSpec> tools;  // from the file; merged over the built-ins
   std::string proc_root = "/proc";

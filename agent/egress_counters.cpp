@@ -52,6 +52,11 @@ void EgressCounters::add_unexpected_flow(const SeriesKey& key, uint64_t now_ns) 
   entry(key, now_ns).totals.unexpected_flows += 1;
 }
 
+void EgressCounters::add_dns_query(const SeriesKey& key, uint64_t now_ns) {
+  std::lock_guard lock(mu_);
+  entry(key, now_ns).totals.dns_queries += 1;
+}
+
 void EgressCounters::expire(uint64_t now_ns, const std::vector<SeriesKey>& in_use) {
   if (now_ns < budget_.idle_ns) return;
   const uint64_t cutoff = now_ns - budget_.idle_ns;

@@ -40,6 +40,7 @@ struct SeriesTotals {
   uint64_t sends = 0;
   uint64_t connections[kConnectResultCount] = {};
   uint64_t unexpected_flows = 0;  // flows of a tool to a destination it does not list
+  uint64_t dns_queries = 0;       // DNS questions sent to this resolver
 };
 
 struct SeriesBudget {
@@ -61,6 +62,7 @@ class EgressCounters {
   // result: index into kConnectResults.
   void add_connection(const SeriesKey& key, size_t result, uint64_t now_ns = 0);
   void add_unexpected_flow(const SeriesKey& key, uint64_t now_ns = 0);
+  void add_dns_query(const SeriesKey& key, uint64_t now_ns = 0);
 
   // Drops series idle since before now_ns - idle_ns, unless a live flow
   // still writes to them (in_use).

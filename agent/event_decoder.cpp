@@ -30,6 +30,16 @@ std::variant<Event, DecodeError> decode_exec(const uint8_t* p, size_t len, uint1
   return Event{std::move(rec)};
 }
 
+std::variant<Event, DecodeError> decode_payload(const uint8_t* p, size_t len, uint16_t size) {
+  if (size < PAYLOAD_EVENT_FIXED_SIZE || len < size) return DecodeError::kBadSize;
+  PayloadRecord rec;
+  std::memcpy(&rec.fixed, p, PAYLOAD_EVENT_FIXED_SIZE);
+  if (rec.fixed.len > EGRESSD_PAYLOAD_MAX || PAYLOAD_EVENT_FIXED_SIZE + size_t(rec.fixed.len) > size)
+    return DecodeError::kBadLengths;
+  rec.data.assign(p + PAYLOAD_EVENT_FIXED_SIZE, p + PAYLOAD_EVENT_FIXED_SIZE + rec.fixed.len);
+  return Event{std::move(rec)};
+}
+
 }  // namespace
 
 const char* decode_error_name(DecodeError e) {
@@ -67,6 +77,7 @@ std::variant<Event, DecodeError> decode_event(const void* data, size_t len) {
     case EVENT_CONNECT: return fixed_record<connect_event>(data, len, h.size);
     case EVENT_CONNECT_RESULT: return fixed_record<connect_result_event>(data, len, h.size);
     case EVENT_SOCK_CLOSE: return fixed_record<sock_close_event>(data, len, h.size);
+    case EVENT_PAYLOAD: return decode_payload(static_cast<const uint8_t*>(data), len, h.size);
     default: return DecodeError::kUnknownType;
   }
 }

@@ -21,8 +21,13 @@ struct ExecRecord {
   std::vector<std::string> argv;
 };
 
+struct PayloadRecord {
+  payload_event fixed;  // data[] not valid: use data below
+  std::vector<uint8_t> data;
+};
+
 using Event = std::variant<ExecRecord, fork_event, exit_event, connect_event, connect_result_event,
-                           sock_close_event>;
+                           sock_close_event, PayloadRecord>;
 
 enum class DecodeError { kShort, kUnknownType, kBadSize, kBadLengths };
 inline constexpr size_t kDecodeErrorCount = 4;

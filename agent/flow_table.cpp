@@ -1,21 +1,40 @@
 #include "flow_table.h"
 
 #include <fmt/format.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cstring>
+#include <string_view>
 
+#include "dns_parser.h"
+#include "http_parser.h"
 #include "net_addr.h"
+#include "tls_parser.h"
 
 namespace egressd {
 namespace {
-
 
 std::string tool_label(const Process& p) { return p.tool.empty() ? "none" : p.tool; }
 
 std::string binary_label(const Process& p) {
   if (!p.exe.empty()) return p.exe;
   return p.comm.empty() ? "unknown" : "[" + p.comm + "]";
+}
+
+const char* source_name(int s) {
+  static const char* names[] = {"address", "dns", "http", "sni", "connect"};
+  return names[s];
+}
+
+std::string dns_type_name(uint16_t t) {
+  switch (t) {
+    case kDnsTypeA: return "A";
+    case kDnsTypeAaaa: return "AAAA";
+    case kDnsTypeCname: return "CNAME";
+    case 65: return "HTTPS";
+    default: return std::to_string(t);
+  }
 }
 
 }  // namespace
@@ -42,23 +61,42 @@ FlowTable::Flow FlowTable::make_flow(std::shared_ptr<const Process> proc, const 
   f.cookie = cookie;
   f.start_ns = start_ns;
   f.logged_ns = start_ns;
-  std::string addr = format_addr(dst);
-  const uint64_t now = d_.clock.boot_now_ns();
-  f.series = d_.counters.admit(SeriesKey{tool_label(*f.proc), binary_label(*f.proc),
-                                         addr.empty() ? "unknown" : addr, std::to_string(dst.port),
-                                         transport_name(family, type, protocol)},
-                               now);
-  if (d_.tools && f.proc->tool_id) {
-    f.expected = d_.tools->expected(f.proc->tool_id, dst, "");
-    if (f.expected == false) d_.counters.add_unexpected_flow(f.series, now);
-  }
+  const std::string addr = format_addr(dst);
   f.id = fmt::format("{}-{}-{}", cookie, f.proc->key.tgid, addr.empty() ? "0" : addr);
   if (dst.port) f.id += fmt::format("-{}", dst.port);
+  if (std::string name = dns_.lookup(f.proc->key, dst, d_.clock.boot_now_ns()); !name.empty())
+    set_name(f, name, NameSource::kDns);
   return f;
+}
+
+void FlowTable::set_name(Flow& f, const std::string& name, NameSource source) {
+  if (name.empty() || source <= f.source) return;
+  f.name = name;
+  f.source = source;
+}
+
+void FlowTable::settle_name(Flow& f) {
+  if (f.named) return;
+  f.named = true;
+  const std::string addr = format_addr(f.dst);
+  std::string dest = addr.empty() ? "unknown" : addr;
+  if (!f.name.empty() && d_.destination_label != DestinationLabel::kAddress)
+    dest = d_.destination_label == DestinationLabel::kRegisteredDomain ? registrable_domain(f.name) : f.name;
+  const uint64_t now = d_.clock.boot_now_ns();
+  f.series = d_.counters.admit(SeriesKey{tool_label(*f.proc), binary_label(*f.proc), dest,
+                                         std::to_string(f.dst.port),
+                                         transport_name(f.family, f.type, f.protocol)},
+                               now);
+  if (d_.tools && f.proc->tool_id) {
+    f.expected = d_.tools->expected(f.proc->tool_id, f.dst, f.name);
+    if (f.expected == false) d_.counters.add_unexpected_flow(f.series, now);
+  }
+  if (f.attempt && f.result) log_connection(f);
 }
 
 void FlowTable::apply(Flow& f, uint64_t bytes, uint64_t sends, uint64_t wire_bytes,
                       uint64_t wire_packets) {
+  settle_name(f);
   auto delta = [](uint64_t now, uint64_t& seen) {
     uint64_t d = now > seen ? now - seen : 0;
     if (now > seen) seen = now;
@@ -85,23 +123,33 @@ nlohmann::json FlowTable::base(const char* action, std::vector<std::string> type
   return j;
 }
 
+void FlowTable::destination_fields(nlohmann::json& j, const Flow& f) const {
+  const std::string addr = format_addr(f.dst);
+  if (!addr.empty()) {
+    j["destination"]["ip"] = addr;
+    j["destination"]["address"] = f.name.empty() ? addr : f.name;
+  }
+  if (f.dst.port) j["destination"]["port"] = f.dst.port;
+  if (!f.name.empty()) {
+    j["destination"]["domain"] = f.name;
+    j["destination"]["registered_domain"] = registrable_domain(f.name);
+    j["egressd"]["destination"]["name_source"] = source_name(static_cast<int>(f.source));
+  }
+  if (!f.sni.empty()) j["tls"]["client"]["server_name"] = f.sni;
+  if (!f.proxy_target.empty()) j["egressd"]["proxy"]["target"] = f.proxy_target;
+  if (f.expected) j["egressd"]["destination"]["expected"] = *f.expected;
+  j["network"]["transport"] = transport_name(f.family, f.type, f.protocol);
+  if (std::string ntype = network_type(f.dst); !ntype.empty()) j["network"]["type"] = ntype;
+  j["network"]["direction"] = "egress";
+}
+
 void FlowTable::log_flow(const Flow& f, const char* action, const char* type, uint64_t ts_boot_ns,
                          const char* reason) {
   nlohmann::json j = base(action, {"connection", type}, ts_boot_ns, *f.proc);
   j["event"]["start"] = iso8601(d_.clock.to_wall_ns(f.start_ns));
   j["event"]["duration"] = ts_boot_ns > f.start_ns ? ts_boot_ns - f.start_ns : 0;
   if (reason) j["event"]["reason"] = reason;
-  std::string addr = format_addr(f.dst);
-  if (!addr.empty()) {
-    j["destination"]["ip"] = addr;
-    j["destination"]["address"] = addr;
-  }
-  if (f.dst.port) j["destination"]["port"] = f.dst.port;
-  if (f.expected) j["egressd"]["destination"]["expected"] = *f.expected;
-  j["network"]["transport"] = f.series.transport;
-  std::string ntype = network_type(f.dst);
-  if (!ntype.empty()) j["network"]["type"] = ntype;
-  j["network"]["direction"] = "egress";
+  destination_fields(j, f);
   j["source"]["bytes"] = f.bytes;
   j["egressd"]["flow"]["id"] = f.id;
   j["egressd"]["flow"]["sends"] = f.sends;
@@ -109,6 +157,24 @@ void FlowTable::log_flow(const Flow& f, const char* action, const char* type, ui
   j["egressd"]["flow"]["wire_packets"] = f.wire_packets;
   j["egressd"]["flow"]["socket_cookie"] = f.cookie;
   d_.log.write(j);
+}
+
+void FlowTable::log_connection(Flow& f) {
+  const Attempt& a = *f.attempt;
+  const connect_result_event& ev = *f.result;
+  const size_t result = connect_result_index(ev.result);
+  nlohmann::json j = base("connection-attempted", {"connection", "start"}, a.ev.hdr.ts_boot_ns, *a.proc);
+  j["event"]["outcome"] = result == 0 ? "success" : "failure";
+  j["event"]["duration"] = ev.hdr.ts_boot_ns > a.ev.hdr.ts_boot_ns ? ev.hdr.ts_boot_ns - a.ev.hdr.ts_boot_ns : 0;
+  destination_fields(j, f);
+  j["process"]["thread"]["id"] = a.ev.tid;
+  j["egressd"]["connection"]["result"] = kConnectResults[result];
+  j["egressd"]["flow"]["socket_cookie"] = ev.cookie;
+  if (ev.error) j["error"]["code"] = errno_name(ev.error);
+  d_.log.write(j);
+  d_.counters.add_connection(f.series, result, ev.hdr.ts_boot_ns);
+  f.attempt.reset();
+  f.result.reset();
 }
 
 FlowTable::Flow& FlowTable::primary_for(const sock_flow& s) {
@@ -136,37 +202,112 @@ void FlowTable::on_connect_result(const connect_result_event& ev) {
     ++results_without_attempt_;
     return;
   }
-  const Attempt& a = it->second;
-  const size_t result = connect_result_index(ev.result);
-  nlohmann::json j = base("connection-attempted", {"connection", "start"}, a.ev.hdr.ts_boot_ns,
-                          *a.proc);
-  j["event"]["outcome"] = result == 0 ? "success" : "failure";
-  j["event"]["duration"] = ev.hdr.ts_boot_ns > a.ev.hdr.ts_boot_ns ? ev.hdr.ts_boot_ns - a.ev.hdr.ts_boot_ns : 0;
-  std::string addr = format_addr(a.ev.dst);
-  j["destination"]["ip"] = addr;
-  j["destination"]["address"] = addr;
-  j["destination"]["port"] = a.ev.dst.port;
-  j["network"]["transport"] = transport_name(a.ev.sk_family, a.ev.sk_type, a.ev.sk_protocol);
-  j["network"]["type"] = network_type(a.ev.dst);
-  j["network"]["direction"] = "egress";
-  j["process"]["thread"]["id"] = a.ev.tid;
-  j["egressd"]["connection"]["result"] = kConnectResults[result];
-  if (a.proc->tool_id && d_.tools)
-    if (auto exp = d_.tools->expected(a.proc->tool_id, a.ev.dst, ""))
-      j["egressd"]["destination"]["expected"] = *exp;
-  j["egressd"]["flow"]["socket_cookie"] = ev.cookie;
-  if (ev.error) j["error"]["code"] = errno_name(ev.error);
-  d_.log.write(j);
-
   auto f = primary_.find(ev.cookie);
-  if (f != primary_.end()) {
-    d_.counters.add_connection(f->second.series, result, ev.hdr.ts_boot_ns);
-  } else {
-    Flow tmp = make_flow(a.proc, a.ev.dst, a.ev.sk_family, a.ev.sk_type, a.ev.sk_protocol,
-                         ev.cookie, a.ev.hdr.ts_boot_ns);
-    d_.counters.add_connection(tmp.series, result, ev.hdr.ts_boot_ns);
+  if (f == primary_.end()) {
+    const Attempt& a = it->second;
+    f = primary_.emplace(ev.cookie, make_flow(a.proc, a.ev.dst, a.ev.sk_family, a.ev.sk_type,
+                                              a.ev.sk_protocol, ev.cookie, a.ev.hdr.ts_boot_ns))
+            .first;
   }
+  Flow& flow = f->second;
+  flow.attempt = it->second;
+  flow.result = ev;
   attempts_.erase(it);
+  // A TCP connection that succeeded names itself with its first bytes.
+  const bool wait = flow.type == SOCK_STREAM && ev.result == CONNECT_RESULT_OK && !flow.named;
+  if (wait) {
+    flow.name_deadline_ns = ev.hdr.ts_boot_ns + kNameWaitNs;
+    return;
+  }
+  if (flow.named)
+    log_connection(flow);
+  else
+    settle_name(flow);
+}
+
+void FlowTable::on_first_bytes(const PayloadRecord& rec) {
+  auto f = primary_.find(rec.fixed.cookie);
+  if (f == primary_.end()) return;
+  Flow& flow = f->second;
+  const std::string_view text(reinterpret_cast<const char*>(rec.data.data()), rec.data.size());
+  HttpRequestInfo http = parse_http_request(text);
+  if (!http.host.empty() && (http.status == HttpStatus::kOk || http.status == HttpStatus::kNeedMoreBytes)) {
+    if (http.method == "CONNECT") {
+      set_name(flow, http.host, NameSource::kConnect);
+      flow.proxy_target = http.port ? fmt::format("{}:{}", http.host, *http.port) : http.host;
+    } else {
+      set_name(flow, http.host, NameSource::kHttp);
+    }
+  } else if (http.status == HttpStatus::kMalformed) {
+    ++parse_failures_["http"];
+  } else {
+    ClientHelloInfo hello = parse_client_hello(rec.data);
+    if (!hello.server_name.empty()) {
+      flow.sni = hello.server_name;
+      set_name(flow, hello.server_name, NameSource::kSni);
+    } else if (hello.status == TlsStatus::kMalformed) {
+      ++parse_failures_["tls"];
+    }
+  }
+  settle_name(flow);
+}
+
+void FlowTable::on_dns(const PayloadRecord& rec, bool answer) {
+  const payload_event& e = rec.fixed;
+  std::vector<DnsParseResult> messages;
+  if (e.protocol == IPPROTO_TCP)
+    messages = parse_dns_tcp_stream(rec.data).messages;
+  else
+    messages.push_back(parse_dns_message(rec.data));
+  const ProcKey owner{e.owner.tgid, e.owner.start_ns};
+  auto proc = d_.procs.resolve(owner);
+  const uint64_t now = d_.clock.boot_now_ns();
+  for (const DnsParseResult& m : messages) {
+    // A copy cut at the kernel's limit still names what it holds.
+    if (m.status != DnsStatus::kOk && m.status != DnsStatus::kTruncated) {
+      ++parse_failures_["dns"];
+      continue;
+    }
+    if (answer) {
+      for (const DnsResolvedAddress& r : resolve_answer_names(m.message)) {
+        if (const auto* v4 = std::get_if<Ipv4Address>(&r.address))
+          dns_.add(owner, AF_INET, v4->data(), r.asked_name, r.ttl, now);
+        else if (const auto* v6 = std::get_if<Ipv6Address>(&r.address))
+          dns_.add(owner, AF_INET6, v6->data(), r.asked_name, r.ttl, now);
+      }
+      continue;
+    }
+    for (const DnsQuestion& q : m.message.questions) {
+      nlohmann::json j = base("dns-query", {"protocol"}, e.hdr.ts_boot_ns, *proc);
+      j["dns"]["type"] = "query";
+      j["dns"]["id"] = std::to_string(m.message.id);
+      j["dns"]["question"]["name"] = q.name;
+      j["dns"]["question"]["type"] = dns_type_name(q.qtype);
+      j["dns"]["question"]["registered_domain"] = registrable_domain(q.name);
+      const std::string resolver = format_addr(e.peer);
+      j["destination"]["ip"] = resolver;
+      j["destination"]["address"] = resolver;
+      j["destination"]["port"] = e.peer.port;
+      j["network"]["transport"] = e.protocol == IPPROTO_TCP ? "tcp" : "udp";
+      j["network"]["type"] = network_type(e.peer);
+      j["network"]["direction"] = "egress";
+      j["network"]["protocol"] = "dns";
+      d_.log.write(j);
+      SeriesKey k = d_.counters.admit(SeriesKey{tool_label(*proc), binary_label(*proc), resolver,
+                                                std::to_string(e.peer.port), j["network"]["transport"]},
+                                      now);
+      d_.counters.add_dns_query(k, now);
+    }
+  }
+}
+
+void FlowTable::on_payload(const PayloadRecord& rec) {
+  switch (rec.fixed.kind) {
+    case PAYLOAD_TCP_FIRST: on_first_bytes(rec); break;
+    case PAYLOAD_DNS_QUERY: on_dns(rec, false); break;
+    case PAYLOAD_DNS_ANSWER: on_dns(rec, true); break;
+    default: ++parse_failures_["payload_kind"]; break;
+  }
 }
 
 void FlowTable::on_close(const sock_close_event& ev) {
@@ -190,6 +331,9 @@ void FlowTable::on_live_sockets(const std::vector<sock_flow>& socks) {
     live_cookies_.insert(s.cookie);
     if (!s.bytes && !s.wire_bytes && !primary_.count(s.cookie)) continue;
     Flow& f = primary_for(s);
+    // A TCP connection that has sent nothing yet (its SYN has wire bytes)
+    // still waits for the first payload to name it.
+    if (!f.named && f.type == SOCK_STREAM && f.connected && s.bytes == 0) continue;
     apply(f, s.bytes, s.sends, s.wire_bytes, s.wire_packets);
   }
 }
@@ -205,6 +349,10 @@ std::vector<flow_key> FlowTable::on_extra_flows(
       auto proc = d_.procs.resolve({key.sender.tgid, key.sender.start_ns});
       Flow f = make_flow(proc, key.dst, c.sk_family, c.sk_type, c.sk_protocol, key.cookie,
                          c.first_ns);
+      if (auto p = primary_.find(key.cookie); p != primary_.end()) {
+        f.name = p->second.name;  // an inherited socket's name is the socket's
+        f.source = p->second.source;
+      }
       it = extra_.emplace(k, std::move(f)).first;
     }
     Flow& f = it->second;
@@ -223,6 +371,8 @@ std::vector<flow_key> FlowTable::on_extra_flows(
 }
 
 void FlowTable::emit_updates(uint64_t now_boot_ns, uint64_t interval_ns) {
+  for (auto& [_, f] : primary_)
+    if (!f.named && f.name_deadline_ns && now_boot_ns >= f.name_deadline_ns) settle_name(f);
   auto visit = [&](Flow& f) {
     if (f.bytes == f.logged_bytes || now_boot_ns < f.logged_ns + interval_ns) return;
     log_flow(f, "flow-updated", "info", now_boot_ns, "interval");
@@ -231,6 +381,7 @@ void FlowTable::emit_updates(uint64_t now_boot_ns, uint64_t interval_ns) {
   };
   for (auto& [_, f] : primary_) visit(f);
   for (auto& [_, f] : extra_) visit(f);
+  dns_.expire(now_boot_ns);
 }
 
 std::vector<SeriesKey> FlowTable::live_series() const {
@@ -243,6 +394,7 @@ std::vector<SeriesKey> FlowTable::live_series() const {
 
 void FlowTable::flush_all(uint64_t now_boot_ns, const char* reason) {
   auto visit = [&](Flow& f) {
+    settle_name(f);
     if (!f.bytes && !f.connected) return;
     log_flow(f, "flow-updated", "info", now_boot_ns, reason);
     f.logged_bytes = f.bytes;

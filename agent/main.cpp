@@ -57,6 +57,7 @@ int cmd_check(const std::string& proc_root, bool try_load) {
                             "connect4/connect6 -> cgroup/connect4, cgroup/connect6",
                             "sendmsg4/sendmsg6 -> cgroup/sendmsg4, cgroup/sendmsg6",
                             "sock_release -> cgroup/sock_release", "skb_egress -> cgroup_skb/egress",
+                            "skb_ingress -> cgroup_skb/ingress (DNS answers)",
                             "inet_sock_set_state -> tp_btf/inet_sock_set_state",
                             "sock_send_length -> tp_btf/sock_send_length"})
         fmt::print("  {}\n", h);

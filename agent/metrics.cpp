@@ -70,6 +70,7 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
   MetricFamily packets = family("egressd_wire_sent_packets_total");
   MetricFamily conns = family("egressd_connections_total");
   MetricFamily unexpected = family("egressd_unexpected_flows_total");
+  MetricFamily dns = family("egressd_dns_queries_total");
   for (const auto& [key, t] : series) {
     auto labels = flow_labels(key);
     if (t.sends || t.sent_bytes) {
@@ -81,6 +82,7 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
       add(packets, labels, double(t.wire_packets));
     }
     if (t.unexpected_flows) add(unexpected, labels, double(t.unexpected_flows));
+    if (t.dns_queries) add(dns, labels, double(t.dns_queries));
     for (size_t r = 0; r < kConnectResultCount; ++r) {
       if (!t.connections[r]) continue;
       auto l = labels;
@@ -94,7 +96,8 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
   AgentHealth h = health_();
   std::vector<MetricFamily> out = {std::move(bytes), std::move(calls), std::move(wire),
                                    std::move(packets), std::move(conns), std::move(unexpected),
-                                   std::move(build)};
+                                   std::move(dns), std::move(build)};
+  out.push_back(by_label("egressd_parse_failures_total", "parser", h.parse_failures));
   out.push_back(by_label("egressd_events_lost_total", "reason", h.events_lost));
   out.push_back(by_label("egressd_kernel_map_full_total", "map", h.map_full));
   out.push_back(by_label("egressd_truncated_total", "field", h.truncated));

@@ -35,6 +35,7 @@ struct AgentHealth {
   uint64_t log_lines = 0;
   uint64_t log_write_failures = 0;
   uint64_t log_dropped = 0;
+  std::map<std::string, uint64_t> parse_failures;  // parser -> count
   uint64_t series_folded = 0;
   uint64_t series_expired = 0;
 };

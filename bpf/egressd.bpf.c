@@ -21,6 +21,9 @@
 #define SOCK_RAW 3
 #define IPPROTO_ICMP 1
 #define IPPROTO_ICMPV6 58
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define DNS_PORT 53
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define ECONNREFUSED 111
@@ -84,6 +87,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct exec_event);
 } exec_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct payload_event);
+} payload_scratch SEC(".maps");
 
 struct path_buf {
 	char data[EGRESSD_PATH_MAX + NAME_MASK + 1];
@@ -457,6 +467,11 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx, __u16 family)
 	addr_from_sock_addr(ctx, family, &f->dst);
 	f->flags |= SOCK_F_CONNECTED;
 	f->flags &= ~SOCK_F_UNCONNECTED;
+	/* TCP: the first bytes out name the destination (TLS SNI, HTTP). */
+	if (f->sk_type == SOCK_STREAM)
+		f->flags |= SOCK_F_PEEK;
+	if (f->dst.port == DNS_PORT)
+		f->flags |= SOCK_F_DNS;
 	f->connect_state = CONNECT_PENDING;
 	f->connect_ns = bpf_ktime_get_boot_ns();
 
@@ -499,6 +514,8 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx, __u16 family)
 	f->flags |= SOCK_F_UNCONNECTED;
 	p.cookie = f->cookie;
 	addr_from_sock_addr(ctx, family, &p.dst);
+	if (p.dst.port == DNS_PORT)
+		f->flags |= SOCK_F_DNS;
 	bpf_map_update_elem(&pending, &tid, &p, BPF_ANY);
 	return 1;
 }
@@ -686,6 +703,82 @@ int sock_release(struct bpf_sock *sk)
 	return 1;
 }
 
+/*
+ * Copy the payload of a packet when it names a destination: the first bytes a
+ * TCP client sends (TLS ClientHello, HTTP request line and Host), and DNS
+ * messages to or from port 53. Runs only for sockets flagged for it, and at
+ * most once per TCP connection, so bulk transfers pay one flag test.
+ */
+static __always_inline void inspect_payload(struct __sk_buff *skb, struct sock_flow *f, bool egress)
+{
+	__u32 zero = 0, l4off, payoff, len;
+	__u16 ports[2];
+	__u8 proto, b;
+	struct payload_event *e = bpf_map_lookup_elem(&payload_scratch, &zero);
+
+	if (!e)
+		return;
+	__builtin_memset(&e->peer, 0, sizeof(e->peer));
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, 0, &b, 1) || bpf_skb_load_bytes(skb, 9, &proto, 1))
+			return;
+		l4off = (b & 0xf) * 4;
+		if (bpf_skb_load_bytes(skb, egress ? 16 : 12, e->peer.addr_be, 4))
+			return;
+		e->peer.family = AF_INET;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes(skb, 6, &proto, 1))
+			return;
+		l4off = 40; /* extension headers are not followed */
+		if (bpf_skb_load_bytes(skb, egress ? 24 : 8, e->peer.addr_be, 16))
+			return;
+		e->peer.family = AF_INET6;
+	} else {
+		return;
+	}
+	if (bpf_skb_load_bytes(skb, l4off, ports, sizeof(ports)))
+		return;
+	if (proto == IPPROTO_TCP) {
+		if (bpf_skb_load_bytes(skb, l4off + 12, &b, 1))
+			return;
+		payoff = l4off + (b >> 4) * 4;
+	} else if (proto == IPPROTO_UDP) {
+		payoff = l4off + 8;
+	} else {
+		return;
+	}
+	if (skb->len <= payoff)
+		return; /* no payload: SYN, ACK */
+	e->peer.port = bpf_ntohs(egress ? ports[1] : ports[0]);
+	if ((f->flags & SOCK_F_DNS) && e->peer.port == DNS_PORT) {
+		e->kind = egress ? PAYLOAD_DNS_QUERY : PAYLOAD_DNS_ANSWER;
+		if (proto == IPPROTO_TCP)
+			f->flags &= ~SOCK_F_PEEK;
+	} else if (egress && (f->flags & SOCK_F_PEEK) && proto == IPPROTO_TCP) {
+		e->kind = PAYLOAD_TCP_FIRST;
+		f->flags &= ~SOCK_F_PEEK;
+	} else {
+		return;
+	}
+	e->orig_len = skb->len - payoff;
+	len = e->orig_len;
+	if (len > EGRESSD_PAYLOAD_MAX)
+		len = EGRESSD_PAYLOAD_MAX;
+	/* len - 1 masked in asm, so the verifier sees 1..EGRESSD_PAYLOAD_MAX on
+	 * the very register passed on (clang would otherwise hand it a copy). */
+	len -= 1;
+	asm volatile("%[len] &= %[mask]" : [len] "+r"(len) : [mask] "i"(EGRESSD_PAYLOAD_MAX - 1));
+	len += 1;
+	if (bpf_skb_load_bytes(skb, payoff, e->data, len))
+		return;
+	e->len = len;
+	e->protocol = proto;
+	e->cookie = f->cookie;
+	e->owner = f->owner;
+	header_init(&e->hdr, EVENT_PAYLOAD, PAYLOAD_EVENT_FIXED_SIZE + len);
+	emit(e, PAYLOAD_EVENT_FIXED_SIZE + len);
+}
+
 /* Wire bytes per socket; and the destination of raw and ICMP sockets, which
  * name it per packet: egress runs inside the send, before sock_send_length. */
 SEC("cgroup_skb/egress")
@@ -704,6 +797,8 @@ int skb_egress(struct __sk_buff *skb)
 		return 1;
 	__sync_fetch_and_add(&f->wire_bytes, skb->len);
 	__sync_fetch_and_add(&f->wire_packets, 1);
+	if (f->flags & (SOCK_F_PEEK | SOCK_F_DNS))
+		inspect_payload(skb, f, true);
 	if (!(f->flags & SOCK_F_UNCONNECTED) || f->sk_family == AF_PACKET)
 		return 1;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
@@ -720,6 +815,25 @@ int skb_egress(struct __sk_buff *skb)
 		f->dst.family = AF_INET6;
 	}
 	f->dst.port = 0;
+	return 1;
+}
+
+/* DNS answers, read from the asking socket: what the process itself
+ * resolved, even through a local stub resolver. */
+SEC("cgroup_skb/ingress")
+int skb_ingress(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct sock_flow *f;
+
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 1;
+	f = bpf_sk_storage_get(&sk_flows, sk, NULL, 0);
+	if (f && (f->flags & SOCK_F_DNS))
+		inspect_payload(skb, f, false);
 	return 1;
 }
 

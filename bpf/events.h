@@ -32,6 +32,7 @@ enum event_type {
 	EVENT_CONNECT = 4,        /* connect() attempt seen in process context */
 	EVENT_CONNECT_RESULT = 5, /* outcome of an attempt */
 	EVENT_SOCK_CLOSE = 6,     /* socket released, final counters */
+	EVENT_PAYLOAD = 7,        /* first bytes of a TCP flow, or a DNS message */
 	EVENT_TYPE_MAX,
 };
 
@@ -138,6 +139,8 @@ struct sock_flow {
 #define SOCK_F_CONNECTED (1 << 2)   /* connect() gave it a destination */
 #define SOCK_F_EXTRA (1 << 3)       /* some bytes are counted in flow_extra */
 #define SOCK_F_NO_RELEASE (1 << 4)  /* family without a release hook: all bytes in flow_extra */
+#define SOCK_F_PEEK (1 << 5)        /* TCP: copy the first payload that leaves (SNI, HTTP) */
+#define SOCK_F_DNS (1 << 6)         /* talks to port 53: copy DNS queries and answers */
 
 enum connect_state {
 	CONNECT_NONE = 0,
@@ -206,6 +209,31 @@ struct sock_close_event {
 	struct sock_flow flow;
 };
 
+#define EGRESSD_PAYLOAD_MAX 2048
+
+enum payload_kind {
+	PAYLOAD_TCP_FIRST = 1, /* first bytes a TCP client sent: TLS ClientHello, HTTP request */
+	PAYLOAD_DNS_QUERY = 2, /* a DNS message leaving (UDP payload, or TCP segment) */
+	PAYLOAD_DNS_ANSWER = 3,
+};
+
+/* Copied from packets (cgroup_skb), attributed through the socket's state. */
+struct payload_event {
+	struct event_header hdr;
+	__u64 cookie;
+	struct proc_ident owner;
+	struct flow_addr peer; /* destination of egress, source of ingress */
+	__u16 kind;            /* enum payload_kind */
+	__u16 len;             /* bytes in data */
+	__u16 protocol;        /* IPPROTO_TCP or IPPROTO_UDP */
+	__u16 _pad;
+	__u32 orig_len;        /* payload bytes in the packet */
+	__u32 _pad2;
+	__u8 data[EGRESSD_PAYLOAD_MAX];
+};
+
+#define PAYLOAD_EVENT_FIXED_SIZE 80
+
 /* Pending destination of the next send on this thread (unconnected UDP). */
 struct pending_dst {
 	__u64 cookie;
@@ -239,6 +267,7 @@ static_assert(sizeof(struct connect_result_event) == 32, "connect_result_event l
 static_assert(sizeof(struct sock_close_event) == 136, "sock_close_event layout");
 static_assert(sizeof(struct proc_state) == 16, "proc_state layout");
 static_assert(sizeof(struct pending_dst) == 32, "pending_dst layout");
+static_assert(offsetof(struct payload_event, data) == PAYLOAD_EVENT_FIXED_SIZE, "payload_event layout");
 static_assert(offsetof(struct exec_event, data) == EXEC_EVENT_FIXED_SIZE, "exec_event layout");
 #else
 _Static_assert(sizeof(struct event_header) == 16, "event_header layout");
@@ -254,6 +283,7 @@ _Static_assert(sizeof(struct connect_result_event) == 32, "connect_result_event 
 _Static_assert(sizeof(struct sock_close_event) == 136, "sock_close_event layout");
 _Static_assert(sizeof(struct proc_state) == 16, "proc_state layout");
 _Static_assert(sizeof(struct pending_dst) == 32, "pending_dst layout");
+_Static_assert(__builtin_offsetof(struct payload_event, data) == PAYLOAD_EVENT_FIXED_SIZE, "payload_event layout");
 _Static_assert(__builtin_offsetof(struct exec_event, data) == EXEC_EVENT_FIXED_SIZE, "exec_event layout");
 #endif
 
