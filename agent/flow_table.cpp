@@ -263,8 +263,10 @@ void FlowTable::on_dns(const PayloadRecord& rec, bool answer) {
   auto proc = d_.procs.resolve(owner);
   const uint64_t now = d_.clock.boot_now_ns();
   for (const DnsParseResult& m : messages) {
-    // A copy cut at the kernel's limit still names what it holds.
-    if (m.status != DnsStatus::kOk && m.status != DnsStatus::kTruncated) {
+    // A copy the kernel cut at its limit still names what it holds; any
+    // other short or malformed message is a parse failure.
+    const bool cut = e.orig_len > e.len && m.status == DnsStatus::kTruncated;
+    if (m.status != DnsStatus::kOk && !cut) {
       ++parse_failures_["dns"];
       continue;
     }
