@@ -106,6 +106,15 @@ void BpfPrograms::attach() {
   attach_tracing("sock_send_length", s->progs.sock_send_length);
 }
 
+std::vector<std::string> BpfPrograms::programs() const {
+  std::vector<std::string> out;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    out.push_back(fmt::format("{} -> {}", bpf_program__name(prog), bpf_program__section_name(prog)));
+  }
+  return out;
+}
+
 int BpfPrograms::ring_buffer_fd() const { return bpf_map__fd(skel_->maps.events); }
 
 uint64_t BpfPrograms::ring_buffer_size() const { return bpf_map__max_entries(skel_->maps.events); }

@@ -49,6 +49,8 @@ class BpfPrograms {
   void attach();
   // "program -> hook" for every attached program, for check and logs.
   const std::vector<std::string>& attached() const { return attached_; }
+  // "program -> section" for every program in the object, attached or not.
+  std::vector<std::string> programs() const;
 
   int ring_buffer_fd() const;
   std::vector<ExecRecord> running_processes();

@@ -49,18 +49,7 @@ int cmd_check(const std::string& proc_root, bool try_load) {
       auto bpf = BpfPrograms::load(opts);
       fmt::print("  ok   {:<30} {}\n", "BPF programs load", "verifier accepted every program");
       fmt::print("hooks that egressd run uses:\n");
-      for (const char* h : {"sched_process_exec -> tp_btf/sched_process_exec",
-                            "sched_process_fork -> tp_btf/sched_process_fork",
-                            "sched_process_exit -> tp_btf/sched_process_exit",
-                            "dump_task -> iter/task", "dump_sock_files -> iter/task_file",
-                            "sock_create -> cgroup/sock_create (raw and ICMP sockets)",
-                            "connect4/connect6 -> cgroup/connect4, cgroup/connect6",
-                            "sendmsg4/sendmsg6 -> cgroup/sendmsg4, cgroup/sendmsg6",
-                            "sock_release -> cgroup/sock_release", "skb_egress -> cgroup_skb/egress",
-                            "skb_ingress -> cgroup_skb/ingress (DNS answers)",
-                            "inet_sock_set_state -> tp_btf/inet_sock_set_state",
-                            "sock_send_length -> tp_btf/sock_send_length"})
-        fmt::print("  {}\n", h);
+      for (const auto& h : bpf->programs()) fmt::print("  {}\n", h);
       fmt::print("cgroup hooks attach at {}\n", r.cgroup2_path);
     } catch (const std::exception& e) {
       problem = fmt::format("BPF programs do not load: {}", e.what());
