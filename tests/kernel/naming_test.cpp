@@ -24,18 +24,6 @@ namespace fs = std::filesystem;
 // A loopback address of its own, so port 53 is free whatever else runs.
 constexpr const char* kResolver = "127.0.0.153";
 
-int free_tcp_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin));
-  socklen_t len = sizeof(sin);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len);
-  close(fd);
-  return ntohs(sin.sin_port);
-}
-
 pid_t spawn(const std::vector<std::string>& argv_in) {
   pid_t pid = fork();
   if (pid == 0) {

@@ -388,4 +388,64 @@ double metric_sum(const std::string& exposition, const std::string& name,
   return sum;
 }
 
+int free_tcp_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+  bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin));
+  socklen_t len = sizeof(sin);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len);
+  close(fd);
+  return ntohs(sin.sin_port);
+}
+
+std::string run_capture(const std::string& cmd, int* code) {
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  int status = pclose(p);
+  if (code) *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+PrometheusServer::PrometheusServer(const std::string& dir, const std::string& target,
+                                   const std::string& extra_config) {
+    port_ = free_tcp_port();
+    std::ofstream(dir + "/prometheus.yml") << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                                              "scrape_configs:\n  - job_name: egressd\n    static_configs:\n"
+                                              "      - targets: ['" << target << "']\n" << extra_config;
+    pid_ = fork();
+    if (pid_ == 0) {
+      int null = open("/dev/null", O_WRONLY);
+      dup2(null, 1);
+      dup2(null, 2);
+      const std::string cfg = "--config.file=" + dir + "/prometheus.yml";
+      const std::string db = "--storage.tsdb.path=" + dir + "/data";
+      const std::string web = "--web.listen-address=127.0.0.1:" + std::to_string(port_);
+      execl("/usr/bin/prometheus", "prometheus", cfg.c_str(), db.c_str(), web.c_str(), nullptr);
+      _exit(127);
+    }
+}
+
+PrometheusServer::~PrometheusServer() {
+    kill(pid_, SIGTERM);
+    waitpid(pid_, nullptr, 0);
+}
+
+bool PrometheusServer::ready() const {
+    return wait_until([&] { return run_capture("curl -sf http://127.0.0.1:" + std::to_string(port_) + "/-/ready") != ""; },
+                      std::chrono::seconds(30));
+}
+
+nlohmann::json PrometheusServer::query(const std::string& promql) const {
+    std::string out = run_capture("curl -s -G http://127.0.0.1:" + std::to_string(port_) +
+                                  "/api/v1/query --data-urlencode 'query=" + promql + "'");
+    auto j = nlohmann::json::parse(out, nullptr, false);
+    if (j.is_discarded() || j.value("status", "") != "success") return nlohmann::json::array();
+    return j["data"]["result"];
+}
+
 }  // namespace egressd::test

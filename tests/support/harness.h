@@ -134,6 +134,26 @@ std::vector<nlohmann::json> events_of(const std::vector<nlohmann::json>& events,
 double metric_sum(const std::string& exposition, const std::string& name,
                   const std::map<std::string, std::string>& want);
 
+int free_tcp_port();
+// Runs a shell command; returns its stdout (and the exit code in *code).
+std::string run_capture(const std::string& cmd, int* code = nullptr);
+
+// Debian's Prometheus on a free loopback port, scraping target every second
+// (job "egressd"). extra_config is appended to prometheus.yml (rule_files,
+// alerting). Stopped by pid when destroyed.
+class PrometheusServer {
+ public:
+  PrometheusServer(const std::string& dir, const std::string& target, const std::string& extra_config = "");
+  ~PrometheusServer();
+  bool ready() const;
+  // The result vector of an instant query, as JSON.
+  nlohmann::json query(const std::string& promql) const;
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
 // A string field at a dotted path ("process.executable"), or "".
 std::string field(const nlohmann::json& j, const std::string& dotted);
 
