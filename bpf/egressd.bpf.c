@@ -779,20 +779,27 @@ static __always_inline void inspect_payload(struct __sk_buff *skb, struct sock_f
 	emit(e, PAYLOAD_EVENT_FIXED_SIZE + len);
 }
 
+/* The state of the socket a packet belongs to; never `current`, which in
+ * softirq context is whatever task was interrupted. */
+static __always_inline struct sock_flow *flow_of_skb(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+
+	if (!sk)
+		return NULL;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return NULL;
+	return bpf_sk_storage_get(&sk_flows, sk, NULL, 0);
+}
+
 /* Wire bytes per socket; and the destination of raw and ICMP sockets, which
  * name it per packet: egress runs inside the send, before sock_send_length. */
 SEC("cgroup_skb/egress")
 int skb_egress(struct __sk_buff *skb)
 {
-	struct bpf_sock *sk = skb->sk;
-	struct sock_flow *f;
+	struct sock_flow *f = flow_of_skb(skb);
 
-	if (!sk)
-		return 1;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk)
-		return 1;
-	f = bpf_sk_storage_get(&sk_flows, sk, NULL, 0);
 	if (!f)
 		return 1;
 	__sync_fetch_and_add(&f->wire_bytes, skb->len);
@@ -823,15 +830,8 @@ int skb_egress(struct __sk_buff *skb)
 SEC("cgroup_skb/ingress")
 int skb_ingress(struct __sk_buff *skb)
 {
-	struct bpf_sock *sk = skb->sk;
-	struct sock_flow *f;
+	struct sock_flow *f = flow_of_skb(skb);
 
-	if (!sk)
-		return 1;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk)
-		return 1;
-	f = bpf_sk_storage_get(&sk_flows, sk, NULL, 0);
 	if (f && (f->flags & SOCK_F_DNS))
 		inspect_payload(skb, f, false);
 	return 1;

@@ -69,36 +69,27 @@ TEST(Lifecycle, MetricsPortInUseIsOneLineAndExit3) {
   socklen_t len = sizeof(sin);
   getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len);
   const std::string addr = "127.0.0.1:" + std::to_string(ntohs(sin.sin_port));
-  FILE* p = popen((egressd_bin() + " run --log-file /dev/null --metrics-addr " + addr + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[512];
-  while (fgets(buf, sizeof(buf), p)) out += buf;
-  int status = pclose(p);
+  int code = -1;
+  std::string out = run_capture(egressd_bin() + " run --log-file /dev/null --metrics-addr " + addr + " 2>&1", &code);
   close(fd);
-  EXPECT_EQ(WEXITSTATUS(status), 3);
+  EXPECT_EQ(code, 3);
   EXPECT_EQ(out, "egressd: cannot serve metrics on " + addr +
                      ": address in use or not local (choose another with --metrics-addr)\n");
 }
 
 TEST(Lifecycle, UnopenableLogFileIsOneLineAndExit3) {
   EGRESSD_REQUIRE_KERNEL();
-  FILE* p = popen((egressd_bin() + " run --log-file /nonexistent/dir/events.json --metrics-addr 127.0.0.1:0 2>&1").c_str(), "r");
-  std::string out;
-  char buf[512];
-  while (fgets(buf, sizeof(buf), p)) out += buf;
-  int status = pclose(p);
-  EXPECT_EQ(WEXITSTATUS(status), 3);
+  int code = -1;
+  std::string out = run_capture(egressd_bin() + " run --log-file /nonexistent/dir/events.json --metrics-addr 127.0.0.1:0 2>&1", &code);
+  EXPECT_EQ(code, 3);
   EXPECT_EQ(out, "egressd: cannot open log file /nonexistent/dir/events.json: No such file or directory\n");
 }
 
 TEST(Lifecycle, CheckReportsTheHooks) {
   EGRESSD_REQUIRE_KERNEL();
-  FILE* p = popen((egressd_bin() + " check 2>&1").c_str(), "r");
-  std::string out;
-  char buf[512];
-  while (fgets(buf, sizeof(buf), p)) out += buf;
-  int status = pclose(p);
-  EXPECT_EQ(WEXITSTATUS(status), 0) << out;
+  int code = -1;
+  std::string out = run_capture(egressd_bin() + " check 2>&1", &code);
+  EXPECT_EQ(code, 0) << out;
   for (const char* s : {"tp_btf/sock_send_length", "cgroup/connect4", "iter/task_file",
                         "BPF programs load", "egressd can run here"})
     EXPECT_NE(out.find(s), std::string::npos) << s << "\n" << out;
@@ -113,14 +104,7 @@ namespace {
 std::string http_get(const std::string& address, const std::string& path, const std::string& auth = "") {
   std::string cmd = "curl -s -o - -w '\\n%{http_code}' ";
   if (!auth.empty()) cmd += "-u '" + auth + "' ";
-  cmd += "http://" + address + path;
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  pclose(p);
-  return out;
+  return run_capture(cmd + "http://" + address + path);
 }
 
 TEST(Exposition, HealthzAndBasicAuth) {

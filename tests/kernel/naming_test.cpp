@@ -24,24 +24,6 @@ namespace fs = std::filesystem;
 // A loopback address of its own, so port 53 is free whatever else runs.
 constexpr const char* kResolver = "127.0.0.153";
 
-pid_t spawn(const std::vector<std::string>& argv_in) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    setpgid(0, 0);
-    int null = open("/dev/null", O_RDWR);
-    dup2(null, 0);
-    dup2(null, 1);
-    dup2(null, 2);
-    std::vector<std::string> copy = argv_in;
-    std::vector<char*> argv;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execvp(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
 void stop(pid_t pid) {
   if (pid <= 0) return;
   kill(-pid, SIGTERM);
@@ -67,7 +49,7 @@ class Naming : public ::testing::Test {
     char tmpl[] = "/tmp/egressd-naming-XXXXXX";
     dir_ = mkdtemp(tmpl);
     // dnsmasq answering the test names only: no upstream, no hosts file.
-    dnsmasq_ = spawn({"dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
+    dnsmasq_ = spawn_process({"dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
                       std::string("--listen-address=") + kResolver, "--port=53", "--user=root",
                       "--pid-file=" + dir_ + "/dnsmasq.pid", "--host-record=api.egressd.test,127.0.0.1,::1",
                       "--cname=alias.egressd.test,api.egressd.test", "--log-facility=/dev/null"});
@@ -75,14 +57,14 @@ class Naming : public ::testing::Test {
     std::system(("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=egressd.test -keyout " + dir_ +
                  "/key.pem -out " + dir_ + "/cert.pem >/dev/null 2>&1").c_str());
     tls_port_ = free_tcp_port();
-    tls_server_ = spawn({"openssl", "s_server", "-quiet", "-accept", "127.0.0.1:" + std::to_string(tls_port_),
+    tls_server_ = spawn_process({"openssl", "s_server", "-quiet", "-accept", "127.0.0.1:" + std::to_string(tls_port_),
                          "-cert", dir_ + "/cert.pem", "-key", dir_ + "/key.pem", "-www"});
     // tinyproxy as an HTTPS_PROXY.
     proxy_port_ = free_tcp_port();
     std::ofstream(dir_ + "/tinyproxy.conf") << "Port " << proxy_port_ << "\nListen 127.0.0.1\nTimeout 10\n"
                                             << "Allow 127.0.0.1\nLogLevel Critical\nMaxClients 10\n"
                                             << "PidFile \"" << dir_ << "/tinyproxy.pid\"\n";
-    proxy_ = spawn({"tinyproxy", "-d", "-c", dir_ + "/tinyproxy.conf"});
+    proxy_ = spawn_process({"tinyproxy", "-d", "-c", dir_ + "/tinyproxy.conf"});
     agent_ = new AgentProcess();
     wait_until([] { return port_open(tls_port_) && port_open(proxy_port_); }, 10s);
   }

@@ -204,10 +204,12 @@ TrafficResult run_traffic(const std::vector<std::string>& args,
   return r;
 }
 
-int run_process(const std::vector<std::string>& argv_in, pid_t* pid_out) {
+pid_t spawn_process(const std::vector<std::string>& argv_in) {
   pid_t pid = fork();
   if (pid == 0) {
-    int null = open("/dev/null", O_WRONLY);
+    setpgid(0, 0);
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 0);
     dup2(null, 1);
     dup2(null, 2);
     std::vector<std::string> copy = argv_in;
@@ -217,6 +219,11 @@ int run_process(const std::vector<std::string>& argv_in, pid_t* pid_out) {
     execvp(argv[0], argv.data());
     _exit(127);
   }
+  return pid;
+}
+
+int run_process(const std::vector<std::string>& argv_in, pid_t* pid_out) {
+  pid_t pid = spawn_process(argv_in);
   if (pid_out) *pid_out = pid;
   int status = 0;
   waitpid(pid, &status, 0);

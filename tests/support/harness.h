@@ -73,7 +73,9 @@ TrafficResult run_traffic(const std::vector<std::string>& args,
                           const std::vector<std::string>& prefix = {},
                           const std::string& binary = "");
 
-// Runs argv with stdout and stderr on /dev/null; returns the exit code and
+// Starts argv in a process group of its own, stdio on /dev/null; returns its pid.
+pid_t spawn_process(const std::vector<std::string>& argv);
+// Runs argv to its end with stdio on /dev/null; returns the exit code and
 // stores the child's pid.
 int run_process(const std::vector<std::string>& argv, pid_t* pid = nullptr);
 

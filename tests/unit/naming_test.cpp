@@ -1,5 +1,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+
+#include "addr_helpers.h"
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,15 +16,10 @@
 namespace egressd {
 namespace {
 
-constexpr uint64_t kSec = 1'000'000'000ULL;
+using test_addr::v4;
+using test_addr::v6;
 
-flow_addr v4(const char* ip, uint16_t port) {
-  flow_addr a{};
-  a.family = AF_INET;
-  a.port = port;
-  inet_pton(AF_INET, ip, a.addr_be);
-  return a;
-}
+constexpr uint64_t kSec = 1'000'000'000ULL;
 
 TEST(DnsNames, PerProcessWithTtlAndMappedAddresses) {
   DnsNames names({.per_process = 10, .total = 100, .min_ttl_ns = 60 * kSec});

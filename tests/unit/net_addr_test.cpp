@@ -1,5 +1,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+
+#include "addr_helpers.h"
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -8,21 +10,8 @@
 namespace egressd {
 namespace {
 
-flow_addr v4(const char* s, uint16_t port) {
-  flow_addr a{};
-  a.family = AF_INET;
-  a.port = port;
-  inet_pton(AF_INET, s, a.addr_be);
-  return a;
-}
-
-flow_addr v6(const char* s, uint16_t port) {
-  flow_addr a{};
-  a.family = AF_INET6;
-  a.port = port;
-  inet_pton(AF_INET6, s, a.addr_be);
-  return a;
-}
+using test_addr::v4;
+using test_addr::v6;
 
 TEST(NetAddr, FormatsEachFamily) {
   EXPECT_EQ(format_addr(v4("192.0.2.7", 443)), "192.0.2.7");

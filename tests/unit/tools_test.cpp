@@ -1,5 +1,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+
+#include "addr_helpers.h"
 #include <sys/socket.h>
 
 #include "process_table.h"
@@ -8,6 +10,9 @@
 
 namespace egressd {
 namespace {
+
+using test_addr::v4;
+using test_addr::v6;
 
 std::vector<ToolSpec> parse(const std::string& yaml) {
   YamlReader r("tools.yaml");
@@ -21,14 +26,6 @@ std::string error_of(const std::string& yaml) {
     return e.what();
   }
   return "";
-}
-
-flow_addr v4(const char* ip, uint16_t port) {
-  flow_addr a{};
-  a.family = AF_INET;
-  a.port = port;
-  inet_pton(AF_INET, ip, a.addr_be);
-  return a;
 }
 
 const char* kTools = R"(
