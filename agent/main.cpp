@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
   CLI::App app{"egressd: attributes every outbound byte to the process, executable and AI tool that sent it"};
   app.set_version_flag("--version", std::string("egressd ") + EGRESSD_VERSION);
   app.require_subcommand(1);
+  app.fallthrough();  // -v works before or after the command
   app.add_flag("-v,--verbose", g_verbose, "Print libbpf's messages (verifier logs) to stderr");
 
   std::string config_path, metrics_addr, log_file;
