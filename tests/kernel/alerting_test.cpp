@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <mutex>
 #include <regex>
@@ -143,6 +144,8 @@ TEST(Alerting, UnexpectedDestinationReachesTheWebhook) {
 
   TcpSink sink;
   ASSERT_EQ(run_traffic({"tcp", "127.0.0.1", std::to_string(sink.port()), "100", "100", "send"}, {}, tool_bin).exit_code, 0);
+  // And a refused connection, for the dashboard's failure panels.
+  EXPECT_NE(run_traffic({"tcp", "127.0.0.1", std::to_string(free_tcp_port()), "1", "1", "send"}, {}, tool_bin).exit_code, 0);
 
   nlohmann::json alert;
   const bool fired = wait_until([&] {
@@ -165,6 +168,27 @@ TEST(Alerting, UnexpectedDestinationReachesTheWebhook) {
   EXPECT_EQ(alert["labels"]["port"], std::to_string(sink.port()));
   EXPECT_EQ(alert["labels"]["severity"], "critical");
   EXPECT_NE(alert["annotations"]["summary"].get<std::string>().find("alert-fake contacted 127.0.0.1"), std::string::npos);
+
+  // Every query of the shipped dashboard returns data from this Prometheus,
+  // with Grafana's variables set as a user would leave them (All).
+  auto dashboard = nlohmann::json::parse(read_file(src + "/deploy/grafana/egressd-dashboard.json"));
+  std::vector<std::string> exprs;
+  std::function<void(const nlohmann::json&)> walk = [&](const nlohmann::json& panels) {
+    for (const auto& p : panels) {
+      for (const auto& t : p.value("targets", nlohmann::json::array()))
+        if (t.contains("expr")) exprs.push_back(t["expr"]);
+      if (p.contains("panels")) walk(p["panels"]);
+    }
+  };
+  walk(dashboard["panels"]);
+  ASSERT_GT(exprs.size(), 10u);
+  for (std::string e : exprs) {
+    for (const auto& [var, value] : {std::pair{"$__rate_interval", "30s"}, {"$__range", "10m"}, {"$job", ".*"},
+                                     {"$instance", ".*"}, {"$tool", ".*"}})
+      for (size_t at; (at = e.find(var)) != std::string::npos;) e.replace(at, std::string(var).size(), value);
+    bool data = wait_until([&] { return !prom.query(e).empty(); }, 20s);
+    EXPECT_TRUE(data) << "dashboard query returns no data: " << e;
+  }
   fs::remove_all(dir);
 }
 
