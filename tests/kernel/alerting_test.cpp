@@ -153,7 +153,8 @@ TEST(Alerting, UnexpectedDestinationReachesTheWebhook) {
       auto j = nlohmann::json::parse(body, nullptr, false);
       if (j.is_discarded()) continue;
       for (const auto& a : j["alerts"])
-        if (a["labels"].value("alertname", "") == "EgressdUnexpectedDestination" && a["status"] == "firing") {
+        if (a["labels"].value("alertname", "") == "EgressdUnexpectedDestination" && a["status"] == "firing" &&
+            a["labels"].value("port", "") == std::to_string(sink.port())) {
           alert = a;
           return true;
         }
