@@ -14,6 +14,7 @@
 #include "feature_probe.h"
 #include "flow_table.h"
 #include "metrics.h"
+#include "privileges.h"
 #include "process_table.h"
 #include "redact.h"
 #include "tool_catalog.h"
@@ -68,6 +69,7 @@ struct Agent::State {
   std::map<std::string, uint64_t> decode_errors;
   uint64_t open_flows = 0, processes = 0, log_lines = 0, log_failures = 0, log_dropped = 0;
   std::map<std::string, uint64_t> parse_failures;
+  uint64_t flow_map_entries = 0, flow_extra_entries = 0;
 
   void handle(const void* data, size_t len);
   void poll_kernel(bool live_sockets);
@@ -75,6 +77,7 @@ struct Agent::State {
   // The event loop went round within the last 10 seconds.
   bool healthy() const { return clock.boot_now_ns() < last_loop_ns.load() + 10'000 * kMs; }
   std::atomic<uint64_t> last_loop_ns{0};
+  std::string privileges_kept;  // "" once every capability is dropped
   void publish_health();
   void log_agent(const char* action, const char* type);
 };
@@ -115,7 +118,9 @@ void Agent::State::handle(const void* data, size_t len) {
 
 void Agent::State::poll_kernel(bool live_sockets) {
   if (live_sockets) flows->on_live_sockets(bpf->live_sockets());
-  auto ended = flows->on_extra_flows(bpf->extra_flows());
+  auto extra = bpf->extra_flows();
+  flow_extra_entries = extra.size();
+  auto ended = flows->on_extra_flows(extra);
   bpf->delete_extra_flows(ended);
 }
 
@@ -132,6 +137,8 @@ AgentHealth Agent::State::health() const {
   auto [entries, capacity] = bpf->process_map_fill();
   h.process_map_entries = entries;
   h.process_map_capacity = capacity;
+  h.flow_map_capacity = bpf->flow_map_capacity();
+  h.programs = bpf->program_stats();
   std::lock_guard lock(health_mu);
   for (const auto& [reason, n] : decode_errors) h.events_lost[reason] = n;
   h.ring_events = ring_events;
@@ -141,6 +148,7 @@ AgentHealth Agent::State::health() const {
   h.log_write_failures = log_failures;
   h.log_dropped = log_dropped;
   h.parse_failures = parse_failures;
+  h.flow_map_entries = flow_map_entries;
   h.series_folded = counters.folded();
   h.series_expired = counters.expired();
   return h;
@@ -154,6 +162,7 @@ void Agent::State::publish_health() {
   log_failures = log->write_failures();
   log_dropped = log->dropped();
   parse_failures = flows->parse_failures();
+  flow_map_entries = flow_extra_entries;
 }
 
 void Agent::State::log_agent(const char* action, const char* type) {
@@ -162,6 +171,8 @@ void Agent::State::log_agent(const char* action, const char* type) {
   j["egressd"]["metrics"]["address"] = metrics ? metrics->bound_address() : "";
   j["egressd"]["hooks"] = bpf ? bpf->attached() : std::vector<std::string>{};
   j["egressd"]["kernel"]["release"] = probe_features(cfg.proc_root).kernel_release;
+  j["egressd"]["privileges"]["capabilities"] = privileges_kept.empty() ? "none" : "kept";
+  if (!privileges_kept.empty()) j["egressd"]["privileges"]["reason"] = privileges_kept;
   log->write(j);
   log->flush();
 }
@@ -207,6 +218,9 @@ void Agent::start() {
       },
       &s, nullptr);
   if (!s.ring) throw LoaderError("open ring buffer", errno);
+  // Everything that needed privilege is done: programs attached, maps and
+  // iterators open, the port bound.
+  s.privileges_kept = drop_capabilities([&s] { return s.bpf->map_access_works(); });
   s.publish_health();
   s.last_loop_ns = s.clock.boot_now_ns();
   s.log_agent("agent-started", "start");

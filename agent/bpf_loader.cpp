@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include "egressd_bpf.skel.h"
@@ -195,6 +196,26 @@ std::array<uint64_t, KSTAT_MAX> BpfPrograms::kernel_stats() const {
   for (uint32_t i = 0; i < KSTAT_MAX; ++i) {
     if (bpf_map_lookup_elem(fd, &i, per_cpu.data()) != 0) continue;
     for (uint64_t v : per_cpu) out[i] += v;
+  }
+  return out;
+}
+
+uint64_t BpfPrograms::flow_map_capacity() const { return bpf_map__max_entries(skel_->maps.flow_extra); }
+
+bool BpfPrograms::map_access_works() const {
+  uint32_t key = 0;
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(std::max(1, libbpf_num_possible_cpus())));
+  return bpf_map_lookup_elem(bpf_map__fd(skel_->maps.kstats), &key, per_cpu.data()) == 0;
+}
+
+std::vector<BpfPrograms::ProgramStats> BpfPrograms::program_stats() const {
+  std::vector<ProgramStats> out;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) != 0) continue;
+    out.push_back({bpf_program__name(prog), info.run_cnt, info.run_time_ns});
   }
   return out;
 }

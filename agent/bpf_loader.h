@@ -64,6 +64,20 @@ class BpfPrograms {
   std::array<uint64_t, KSTAT_MAX> kernel_stats() const;
   // Fill of the maps with a fixed size: entries / max_entries.
   std::pair<uint64_t, uint64_t> process_map_fill() const;
+  uint64_t flow_map_capacity() const;
+  // Whether the map operations the agent keeps doing work with the caller's
+  // current privileges (kernels before 6.4 refuse bpf() without CAP_BPF
+  // while unprivileged BPF is disabled).
+  bool map_access_works() const;
+
+  struct ProgramStats {
+    std::string name;
+    uint64_t runs = 0;
+    uint64_t run_ns = 0;
+  };
+  // Per-program run count and time, counted by the kernel only while
+  // kernel.bpf_stats_enabled is 1 (zero otherwise).
+  std::vector<ProgramStats> program_stats() const;
   uint64_t ring_buffer_size() const;
 
  private:

@@ -53,7 +53,9 @@ void EventLog::write(const nlohmann::json& event) {
   {
     std::lock_guard lock(mu_);
     if (queue_.size() >= opts_.queue_lines) {
-      ++dropped_;
+      if (dropped_++ == 0)
+        fmt::print(stderr, "egressd: event log {} is slower than the events; dropped lines are counted in egressd_log_dropped_total\n",
+                   opts_.path == "-" ? "stdout" : opts_.path);
       return;
     }
     queue_.push_back(std::move(line));

@@ -107,6 +107,16 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
   out.push_back(single("egressd_processes", h.processes));
   out.push_back(single("egressd_process_map_entries", h.process_map_entries));
   out.push_back(single("egressd_process_map_capacity", h.process_map_capacity));
+  out.push_back(single("egressd_flow_map_entries", h.flow_map_entries));
+  out.push_back(single("egressd_flow_map_capacity", h.flow_map_capacity));
+  MetricFamily runs = family("egressd_bpf_program_runs_total");
+  MetricFamily run_time = family("egressd_bpf_program_run_seconds_total");
+  for (const auto& p : h.programs) {
+    add(runs, {{"program", p.name}}, double(p.runs));
+    add(run_time, {{"program", p.name}}, double(p.run_ns) / 1e9);
+  }
+  out.push_back(std::move(runs));
+  out.push_back(std::move(run_time));
   out.push_back(single("egressd_log_lines_total", h.log_lines));
   out.push_back(single("egressd_log_write_failures_total", h.log_write_failures));
   out.push_back(single("egressd_log_dropped_total", h.log_dropped));

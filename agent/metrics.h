@@ -12,6 +12,7 @@
 
 #include <prometheus/collectable.h>
 
+#include "bpf_loader.h"
 #include "egress_counters.h"
 
 struct CivetCallbacks;
@@ -36,6 +37,9 @@ struct AgentHealth {
   uint64_t log_write_failures = 0;
   uint64_t log_dropped = 0;
   std::map<std::string, uint64_t> parse_failures;  // parser -> count
+  uint64_t flow_map_entries = 0;
+  uint64_t flow_map_capacity = 0;
+  std::vector<BpfPrograms::ProgramStats> programs;
   uint64_t series_folded = 0;
   uint64_t series_expired = 0;
 };

@@ -126,3 +126,51 @@ TEST(Exposition, HealthzAndBasicAuth) {
 
 }  // namespace
 }  // namespace egressd::test
+
+namespace egressd::test {
+namespace {
+
+std::string status_field(pid_t pid, const std::string& key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key + ":", 0) == 0) return line.substr(line.find_first_not_of(" \t", key.size() + 1));
+  return "";
+}
+
+TEST(Privileges, AgentHoldsNoCapabilityOnceAttachedAndStillCounts) {
+  EGRESSD_REQUIRE_KERNEL();
+  AgentProcess agent;
+  ASSERT_TRUE(agent.started()) << agent.stderr_text();
+  for (const char* set : {"CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd"})
+    EXPECT_EQ(status_field(agent.pid(), set), "0000000000000000") << set;
+  EXPECT_EQ(field(agent.events().front(), "egressd.privileges.capabilities"), "none");
+  TcpSink sink;
+  TrafficResult r = run_traffic({"tcp", "127.0.0.1", std::to_string(sink.port()), "31337", "1000", "send"});
+  uint64_t logged = 0;
+  wait_until([&] { return (logged = logged_bytes(agent.events(), r.pid, sink.port())) >= 31337; }, 10s);
+  EXPECT_EQ(logged, 31337u);
+  EXPECT_EQ(metric_sum(agent.scrape(), "egressd_sent_bytes_total", {{"port", std::to_string(sink.port())}}), 31337);
+}
+
+TEST(Exposition, BpfProgramStatsWhileTheKernelCountsThem) {
+  EGRESSD_REQUIRE_KERNEL();
+  const std::string old = run_capture("sysctl -n kernel.bpf_stats_enabled");
+  ASSERT_EQ(std::system("sysctl -qw kernel.bpf_stats_enabled=1"), 0);
+  AgentProcess agent;
+  ASSERT_TRUE(agent.started()) << agent.stderr_text();
+  TcpSink sink;
+  run_traffic({"tcp", "127.0.0.1", std::to_string(sink.port()), "5000", "100", "send"});
+  double runs = 0;
+  wait_until([&] {
+    runs = metric_sum(agent.scrape(), "egressd_bpf_program_runs_total", {{"program", "sock_send_length"}});
+    return runs >= 50;
+  }, 10s);
+  std::system(("sysctl -qw kernel.bpf_stats_enabled=" + (old.empty() ? std::string("0") : old.substr(0, 1))).c_str());
+  EXPECT_GE(runs, 50) << "50 sends of 100 bytes";
+  EXPECT_GT(metric_sum(agent.scrape(), "egressd_bpf_program_run_seconds_total", {{"program", "sock_send_length"}}), 0);
+  EXPECT_EQ(metric_sum(agent.scrape(), "egressd_flow_map_capacity", {}), 65536);
+}
+
+}  // namespace
+}  // namespace egressd::test
