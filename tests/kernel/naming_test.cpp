@@ -136,6 +136,21 @@ TEST_F(Naming, DnsAnswerNamesTheFlowV4AndV6) {
   }
 }
 
+TEST_F(Naming, DnsOverTcpNamesTheFlow) {
+  TcpSink sink;
+  pid_t pid = 0;
+  ASSERT_EQ(run_process({"/usr/bin/python3", std::string(EGRESSD_SOURCE_DIR) + "/tests/support/dns_client.py",
+                         kResolver, "api.egressd.test", "A", std::to_string(sink.port()), "4321", "tcp"}, &pid), 0);
+  nlohmann::json f = ended_flow(pid, sink.port());
+  ASSERT_FALSE(f.is_null());
+  EXPECT_EQ(field(f, "destination.domain"), "api.egressd.test");
+  EXPECT_EQ(bytes_to("api.egressd.test", sink.port()), 4321);
+  auto queries = events_of(agent_->events(), "dns-query", pid);
+  ASSERT_EQ(queries.size(), 1u);
+  EXPECT_EQ(field(queries[0], "network.transport"), "tcp");
+  EXPECT_EQ(field(queries[0], "dns.question.name"), "api.egressd.test");
+}
+
 TEST_F(Naming, CnameChainNamesTheFlowByTheNameAsked) {
   TcpSink sink;
   pid_t pid = 0;
