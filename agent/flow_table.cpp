@@ -331,7 +331,9 @@ void FlowTable::on_live_sockets(const std::vector<sock_flow>& socks) {
   live_cookies_.clear();
   for (const sock_flow& s : socks) {
     live_cookies_.insert(s.cookie);
-    if (!s.bytes && !s.wire_bytes && !primary_.count(s.cookie)) continue;
+    // A socket with no destination of its own and no bytes of its own
+    // (unconnected UDP, raw): its flows are the per-destination ones.
+    if (!s.bytes && !(s.flags & SOCK_F_CONNECTED) && !primary_.count(s.cookie)) continue;
     Flow& f = primary_for(s);
     // A TCP connection that has sent nothing yet (its SYN has wire bytes)
     // still waits for the first payload to name it.
