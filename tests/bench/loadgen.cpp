@@ -10,18 +10,19 @@
 //
 // A short connection is: socket, connect, send 64 bytes, close. The sender is
 // the main thread, pinned to one CPU; the sink is a thread pinned to another.
-// Prints one JSON line on stdout. Exit status 0, or 2 on bad usage, 1 when the
+// Prints one JSON line on stdout, with the sender thread's share of its CPU
+// over the run and how many times it was preempted. Exit status 0, or 2 on bad usage, 1 when the
 // sink cannot be set up.
 //
 // Build: g++ -O2 -std=c++20 -pthread -o loadgen loadgen.cpp
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,6 +46,38 @@ double now_s() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+// CPU time and context switches of the calling thread: how much of the run
+// the sender was on its CPU, how often something else took it, and how often
+// it had to wait.
+struct ThreadUsage {
+  double cpu_s = 0;
+  long preempted = 0;  // involuntary context switches: something else ran
+  long blocked = 0;    // voluntary ones: the sender waited (full send buffer)
+  static ThreadUsage now() {
+    rusage ru{};
+    getrusage(RUSAGE_THREAD, &ru);
+    ThreadUsage u;
+    u.cpu_s = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+              static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+    u.preempted = ru.ru_nivcsw;
+    u.blocked = ru.ru_nvcsw;
+    return u;
+  }
+};
+
+// Also the whole process's CPU time so far (sender and sink), which
+// run.sh subtracts from the machine's to see what else ran meanwhile.
+void print_usage(const ThreadUsage& before, const ThreadUsage& after, double elapsed) {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const double self_s = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                        static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+  std::printf("\"sender_cpu_s\":%.3f,\"sender_cpu_share\":%.3f,\"sender_preempted\":%ld,"
+              "\"sender_blocked\":%ld,\"process_cpu_s\":%.3f,",
+              after.cpu_s - before.cpu_s, (after.cpu_s - before.cpu_s) / elapsed,
+              after.preempted - before.preempted, after.blocked - before.blocked, self_s);
 }
 
 bool pin(int cpu) {
@@ -113,7 +146,16 @@ class Sink {
 
   const sockaddr_in& addr() const { return addr_; }
   uint64_t accepted() const { return accepted_.load(); }
+  // Mean bytes per successful recv(): how far the sink lags the sender.
+  double bytes_per_read() const {
+    const uint64_t n = reads_.load();
+    return n ? static_cast<double>(read_bytes_.load()) / static_cast<double>(n) : 0.0;
+  }
   bool pinned() const { return pinned_.load(); }
+  // Gives the sink up to a second to accept the last connections.
+  void wait_for(uint64_t n) const {
+    for (int i = 0; i < 100 && accepted() < n; ++i) usleep(10'000);
+  }
   const char* wait_name() const { return wait_ == Wait::kSpin ? "spin" : "epoll"; }
 
  private:
@@ -174,7 +216,11 @@ class Sink {
   bool drain(int fd) {
     for (;;) {
       ssize_t r = recv(fd, buf_.data(), buf_.size(), MSG_DONTWAIT);
-      if (r > 0) continue;
+      if (r > 0) {
+        reads_.fetch_add(1, std::memory_order_relaxed);
+        read_bytes_.fetch_add(static_cast<uint64_t>(r), std::memory_order_relaxed);
+        continue;
+      }
       if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
       if (r < 0 && errno == EINTR) continue;
       return false;
@@ -191,6 +237,7 @@ class Sink {
   std::atomic<bool> stop_{false};
   std::atomic<bool> pinned_{false};
   std::atomic<uint64_t> accepted_{0};
+  std::atomic<uint64_t> reads_{0}, read_bytes_{0};
   std::thread thread_;
 };
 
@@ -217,6 +264,7 @@ int run_send(const Common& c, double duration) {
   std::memset(payload, 'x', sizeof(payload));
 
   uint64_t sends = 0, errors = 0;
+  const ThreadUsage u0 = ThreadUsage::now();
   const double start = now_s();
   const double deadline = start + duration;
   double end = start;
@@ -231,14 +279,16 @@ int run_send(const Common& c, double duration) {
     end = now_s();
     if (end >= deadline) break;
   }
+  const ThreadUsage u1 = ThreadUsage::now();
   const double elapsed = end - start;
   close(fd);
   std::printf("{\"mode\":\"send\",\"payload_bytes\":%zu,\"duration_s\":%.3f,\"sends\":%llu,"
               "\"send_errors\":%llu,\"sends_per_s\":%.1f,",
               kPayload, elapsed, static_cast<unsigned long long>(sends),
               static_cast<unsigned long long>(errors), static_cast<double>(sends) / elapsed);
+  print_usage(u0, u1, elapsed);
   print_common(c, sink);
-  std::printf("}\n");
+  std::printf(",\"sink_bytes_per_read\":%.0f}\n", sink.bytes_per_read());
   return 0;
 }
 
@@ -290,6 +340,7 @@ int run_connect(const Common& c, double duration) {
   char payload[kPayload];
   std::memset(payload, 'x', sizeof(payload));
   ConnStats s;
+  const ThreadUsage u0 = ThreadUsage::now();
   const double start = now_s();
   const double deadline = start + duration;
   double end = start;
@@ -298,9 +349,12 @@ int run_connect(const Common& c, double duration) {
     end = now_s();
     if (end >= deadline) break;
   }
+  const ThreadUsage u1 = ThreadUsage::now();
   const double elapsed = end - start;
+  sink.wait_for(s.connected);
   std::printf("{\"mode\":\"connect\",\"duration_s\":%.3f,", elapsed);
   print_conn_stats(s);
+  print_usage(u0, u1, elapsed);
   std::printf("\"connections_per_s\":%.1f,", static_cast<double>(s.connected) / elapsed);
   print_common(c, sink);
   std::printf(",\"sink_accepted\":%llu}\n", static_cast<unsigned long long>(sink.accepted()));
@@ -315,6 +369,7 @@ int run_connect_rate(const Common& c, double rate, double duration) {
   const uint64_t total = static_cast<uint64_t>(rate * duration + 0.5);
   const double interval = 1.0 / rate;
   double max_lag = 0;
+  const ThreadUsage u0 = ThreadUsage::now();
   const double start = now_s();
   for (uint64_t i = 0; i < total; ++i) {
     const double due = start + static_cast<double>(i) * interval;
@@ -322,8 +377,10 @@ int run_connect_rate(const Common& c, double rate, double duration) {
     if (now < due) {
       // Sleep only when well ahead; spin the last stretch.
       if (due - now > 200e-6) {
-        double t = due - 100e-6;
-        timespec ts{static_cast<time_t>(t), static_cast<long>((t - static_cast<double>(static_cast<time_t>(t))) * 1e9)};
+        const double t = due - 100e-6;
+        timespec ts;
+        ts.tv_sec = static_cast<time_t>(t);
+        ts.tv_nsec = static_cast<long>((t - static_cast<double>(ts.tv_sec)) * 1e9);
         clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
       }
       while (now_s() < due) {
@@ -334,11 +391,12 @@ int run_connect_rate(const Common& c, double rate, double duration) {
     one_connection(sink.addr(), payload, s);
   }
   const double elapsed = now_s() - start;
-  // Let the sink take the last connections before it stops.
-  for (int i = 0; i < 100 && sink.accepted() < s.connected; ++i) usleep(10'000);
+  const ThreadUsage u1 = ThreadUsage::now();
+  sink.wait_for(s.connected);
   std::printf("{\"mode\":\"connect-rate\",\"target_per_s\":%.0f,\"planned\":%llu,\"duration_s\":%.3f,",
               rate, static_cast<unsigned long long>(total), elapsed);
   print_conn_stats(s);
+  print_usage(u0, u1, elapsed);
   std::printf("\"connections_per_s\":%.1f,\"max_lag_ms\":%.3f,",
               static_cast<double>(s.connected) / elapsed, max_lag * 1e3);
   print_common(c, sink);
@@ -349,8 +407,15 @@ int run_connect_rate(const Common& c, double rate, double duration) {
 double number(const char* s) {
   char* end = nullptr;
   double v = std::strtod(s, &end);
-  if (!end || *end || !(v > 0)) usage();
+  if (end == s || *end || !(v > 0)) usage();
   return v;
+}
+
+int cpu_number(const char* s) {
+  char* end = nullptr;
+  long v = std::strtol(s, &end, 10);
+  if (end == s || *end || v < 0 || v >= CPU_SETSIZE) usage();
+  return static_cast<int>(v);
 }
 
 }  // namespace
@@ -362,7 +427,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if ((a == "--cpu" || a == "--sink-cpu") && i + 1 < argc) {
-      int v = static_cast<int>(number(argv[++i]) + 0.5);
+      int v = cpu_number(argv[++i]);
       (a == "--cpu" ? c.cpu : c.sink_cpu) = v;
       continue;
     }
