@@ -5,6 +5,7 @@
 
 #include <fstream>
 
+#include "addr_helpers.h"
 #include "flow_table.h"
 #include "redact.h"
 
@@ -38,13 +39,7 @@ class FlowTableTest : public ::testing::Test {
     return out;
   }
 
-  static flow_addr dst(const char* ip, uint16_t port) {
-    flow_addr a{};
-    a.family = AF_INET;
-    a.port = port;
-    inet_pton(AF_INET, ip, a.addr_be);
-    return a;
-  }
+  static flow_addr dst(const char* ip, uint16_t port) { return test_addr::v4(ip, port); }
 
   sock_flow sock(uint64_t cookie, uint64_t bytes) {
     sock_flow s{};
