@@ -92,12 +92,24 @@ AgentProcess::AgentProcess(std::vector<std::string> extra_args, std::string log_
       std::chrono::seconds(30));
 }
 
+// The live log and its rotated files, oldest first: a busy machine (another
+// suite's load) can rotate the log in the middle of a test.
+static std::vector<std::string> log_files(const std::string& path) {
+  std::vector<std::string> files;
+  for (int i = 9; i >= 1; --i)
+    if (fs::exists(path + "." + std::to_string(i))) files.push_back(path + "." + std::to_string(i));
+  files.push_back(path);
+  return files;
+}
+
 // Every line any test makes the agent write must match the published schema.
 static void validate_log(const std::string& log_path) {
   if (!fs::exists(log_path)) return;
-  const std::string cmd = std::string("/usr/bin/python3 ") + EGRESSD_SOURCE_DIR +
-                          "/tests/support/validate_events.py " + EGRESSD_SOURCE_DIR +
-                          "/docs/egressd-events.schema.json " + log_path + " 2>&1";
+  std::string cmd = std::string("/usr/bin/python3 ") + EGRESSD_SOURCE_DIR +
+                    "/tests/support/validate_events.py " + EGRESSD_SOURCE_DIR +
+                    "/docs/egressd-events.schema.json";
+  for (const auto& f : log_files(log_path)) cmd += " " + f;
+  cmd += " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];
@@ -126,12 +138,14 @@ int AgentProcess::stop() {
 
 std::vector<nlohmann::json> AgentProcess::events() const {
   std::vector<nlohmann::json> out;
-  std::ifstream in(log_path_);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded()) out.push_back(std::move(j));
+  for (const auto& file : log_files(log_path_)) {
+    std::ifstream in(file);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (!j.is_discarded()) out.push_back(std::move(j));
+    }
   }
   return out;
 }
