@@ -802,8 +802,15 @@ int skb_egress(struct __sk_buff *skb)
 
 	if (!f)
 		return 1;
-	__sync_fetch_and_add(&f->wire_bytes, skb->len);
-	__sync_fetch_and_add(&f->wire_packets, 1);
+	if (f->sk_type == SOCK_STREAM) {
+		/* A TCP socket transmits under its lock (the sending task's, or
+		 * bh_lock_sock in softirq): plain adds cannot race here. */
+		f->wire_bytes += skb->len;
+		f->wire_packets += 1;
+	} else {
+		__sync_fetch_and_add(&f->wire_bytes, skb->len);
+		__sync_fetch_and_add(&f->wire_packets, 1);
+	}
 	if (f->flags & (SOCK_F_PEEK | SOCK_F_DNS))
 		inspect_payload(skb, f, true);
 	if (!(f->flags & SOCK_F_UNCONNECTED) || f->sk_family == AF_PACKET)
@@ -825,12 +832,52 @@ int skb_egress(struct __sk_buff *skb)
 	return 1;
 }
 
+/* Whether an arriving TCP or UDP packet comes from port 53. Reads the headers
+ * in place (a few loads), so that every other packet skips the socket-storage
+ * lookup: on a loopback sender, ingress runs for each packet it sends too. */
+static __always_inline bool from_dns_port(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u32 l4off;
+	__u16 sport;
+	__u8 proto;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data;
+
+		if ((void *)(ip + 1) > end)
+			return true; /* headers not linear: let the slow path decide */
+		proto = ip->protocol;
+		l4off = (ip->ihl & 0xf) * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data;
+
+		if ((void *)(ip6 + 1) > end)
+			return true;
+		proto = ip6->nexthdr;
+		l4off = sizeof(*ip6);
+	} else {
+		return false;
+	}
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return false;
+	if (data + l4off + sizeof(sport) > end)
+		return true;
+	sport = *(__u16 *)(data + l4off);
+	return sport == bpf_htons(DNS_PORT);
+}
+
 /* DNS answers, read from the asking socket: what the process itself
  * resolved, even through a local stub resolver. */
 SEC("cgroup_skb/ingress")
 int skb_ingress(struct __sk_buff *skb)
 {
-	struct sock_flow *f = flow_of_skb(skb);
+	struct sock_flow *f;
+
+	if (!from_dns_port(skb))
+		return 1;
+	f = flow_of_skb(skb);
 
 	if (f && (f->flags & SOCK_F_DNS))
 		inspect_payload(skb, f, false);
