@@ -14,6 +14,7 @@
 #include "feature_probe.h"
 #include "flow_table.h"
 #include "metrics.h"
+#include "pipeline.h"
 #include "privileges.h"
 #include "process_table.h"
 #include "redact.h"
@@ -89,27 +90,7 @@ void Agent::State::handle(const void* data, size_t len) {
     ++decode_errors[fmt::format("decode_{}", decode_error_name(*err))];
     return;
   }
-  Event& ev = std::get<Event>(decoded);
-  std::visit(
-      [&](auto& e) {
-        using T = std::decay_t<decltype(e)>;
-        if constexpr (std::is_same_v<T, ExecRecord>) {
-          procs.on_exec(e);
-        } else if constexpr (std::is_same_v<T, fork_event>) {
-          procs.on_fork(e);
-        } else if constexpr (std::is_same_v<T, exit_event>) {
-          procs.on_exit({e.proc.tgid, e.proc.start_ns}, e.hdr.ts_boot_ns);
-        } else if constexpr (std::is_same_v<T, connect_event>) {
-          flows->on_connect(e);
-        } else if constexpr (std::is_same_v<T, connect_result_event>) {
-          flows->on_connect_result(e);
-        } else if constexpr (std::is_same_v<T, sock_close_event>) {
-          flows->on_close(e);
-        } else if constexpr (std::is_same_v<T, PayloadRecord>) {
-          flows->on_payload(e);
-        }
-      },
-      ev);
+  dispatch_event(std::get<Event>(decoded), procs, *flows);
   event_header h;
   std::memcpy(&h, data, sizeof(h));
   std::lock_guard lock(health_mu);
@@ -117,11 +98,7 @@ void Agent::State::handle(const void* data, size_t len) {
 }
 
 void Agent::State::poll_kernel(bool live_sockets) {
-  if (live_sockets) flows->on_live_sockets(bpf->live_sockets());
-  auto extra = bpf->extra_flows();
-  flow_extra_entries = extra.size();
-  auto ended = flows->on_extra_flows(extra);
-  bpf->delete_extra_flows(ended);
+  flow_extra_entries = poll_kernel_counters(*bpf, *flows, live_sockets);
 }
 
 AgentHealth Agent::State::health() const {

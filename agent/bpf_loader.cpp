@@ -46,6 +46,8 @@ std::unique_ptr<BpfPrograms> BpfPrograms::load(const LoadOptions& opts) {
   if (!p->skel_) throw LoaderError("open BPF object", errno);
   egressd_bpf* s = p->skel_;
   s->rodata->ringbuf_wakeup_bytes = opts.ring_wakeup_bytes;
+  s->rodata->trace_mode = opts.trace_mode ? 1 : 0;
+  s->rodata->trace_decide = opts.trace_decide ? 1 : 0;
   if (int err = bpf_map__set_max_entries(s->maps.events, opts.ring_buffer_bytes))
     throw LoaderError("size ring buffer", -err);
   if (int err = bpf_map__set_max_entries(s->maps.procs, opts.process_table_entries))
@@ -185,6 +187,26 @@ void BpfPrograms::set_process_tool(uint32_t tgid, uint64_t start_ns, uint32_t to
   st.tool_id = tool_id;
   st.flags = follow ? (st.flags & ~PROC_F_NO_FOLLOW) : (st.flags | PROC_F_NO_FOLLOW);
   bpf_map_update_elem(fd, &tgid, &st, BPF_EXIST);
+}
+
+bool BpfPrograms::set_trace_state(uint32_t tgid, uint64_t start_ns, uint32_t gen, bool traced) {
+  int fd = bpf_map__fd(skel_->maps.procs);
+  proc_state st{};
+  if (bpf_map_lookup_elem(fd, &tgid, &st) != 0 || st.start_ns != start_ns) return false;
+  if ((st.flags >> PROC_GEN_SHIFT) != gen) return false;
+  if (st.flags & PROC_F_TRACED) return true;  // followed for good
+  st.flags &= ~PROC_F_UNDECIDED;
+  if (traced) st.flags |= PROC_F_TRACED;
+  return bpf_map_update_elem(fd, &tgid, &st, BPF_EXIST) == 0;
+}
+
+std::optional<uint64_t> BpfPrograms::follow_process(uint32_t tgid) {
+  int fd = bpf_map__fd(skel_->maps.procs);
+  proc_state st{};
+  if (bpf_map_lookup_elem(fd, &tgid, &st) != 0) return std::nullopt;
+  st.flags = (st.flags & ~PROC_F_UNDECIDED) | PROC_F_TRACED;
+  if (bpf_map_update_elem(fd, &tgid, &st, BPF_EXIST) != 0) return std::nullopt;
+  return st.start_ns;
 }
 
 std::array<uint64_t, KSTAT_MAX> BpfPrograms::kernel_stats() const {

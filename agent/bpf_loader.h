@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -34,6 +35,11 @@ struct LoadOptions {
   uint32_t flow_table_entries = 65536;
   uint64_t ring_wakeup_bytes = 256 * 1024;
   std::string cgroup_path;  // cgroup v2 directory the socket hooks attach to
+  // egressd trace: emit connection events only for followed processes
+  // (bpf/egressd.bpf.c, trace_mode); with decide, every exec waits for
+  // set_trace_state, else following is inherited from marked processes only.
+  bool trace_mode = false;
+  bool trace_decide = false;
 };
 
 class BpfPrograms {
@@ -61,6 +67,14 @@ class BpfPrograms {
   // from now on carry the tool (unless follow is false). A process that has
   // exited, or whose pid was reused, is left alone.
   void set_process_tool(uint32_t tgid, uint64_t start_ns, uint32_t tool_id, bool follow);
+  // trace_mode: the tracer's decision about a process as of its exec number
+  // gen (exec_event.exec_gen); dropped when the process exec'd again since,
+  // exited, or its pid was reused. Returns whether it was applied.
+  bool set_trace_state(uint32_t tgid, uint64_t start_ns, uint32_t gen, bool traced);
+  // trace_mode: follows a running process (and what it starts from now on)
+  // whatever it execs. Returns its start time, or nothing if it is not in
+  // the process map.
+  std::optional<uint64_t> follow_process(uint32_t tgid);
   std::array<uint64_t, KSTAT_MAX> kernel_stats() const;
   // Fill of the maps with a fixed size: entries / max_entries.
   std::pair<uint64_t, uint64_t> process_map_fill() const;

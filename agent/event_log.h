@@ -25,7 +25,14 @@ struct LogOptions {
   size_t queue_lines = 65536;          // lines waiting for the disk before drops
 };
 
-class EventLog {
+// Where ECS events go: the event log, or a consumer such as egressd trace.
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  virtual void write(const nlohmann::json& event) = 0;
+};
+
+class EventLog : public EventSink {
  public:
   // Throws std::runtime_error with a one-line reason.
   static std::unique_ptr<EventLog> open(const LogOptions& opts);
@@ -34,11 +41,11 @@ class EventLog {
     o.path = path;
     return open(o);
   }
-  ~EventLog();  // writes everything still queued
+  ~EventLog() override;  // writes everything still queued
   EventLog(const EventLog&) = delete;
   EventLog& operator=(const EventLog&) = delete;
 
-  void write(const nlohmann::json& event);
+  void write(const nlohmann::json& event) override;
   // Returns once every line handed over so far has been written (or failed).
   void flush();
 

@@ -169,6 +169,7 @@ void FlowTable::log_connection(Flow& f) {
   destination_fields(j, f);
   j["process"]["thread"]["id"] = a.ev.tid;
   j["egressd"]["connection"]["result"] = kConnectResults[result];
+  j["egressd"]["flow"]["id"] = f.id;
   j["egressd"]["flow"]["socket_cookie"] = ev.cookie;
   if (ev.error) j["error"]["code"] = errno_name(ev.error);
   d_.log.write(j);

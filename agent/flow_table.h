@@ -39,7 +39,7 @@ enum class DestinationLabel { kName, kRegisteredDomain, kAddress };
 struct FlowTableDeps {
   ProcessTable& procs;
   EgressCounters& counters;
-  EventLog& log;
+  EventSink& log;
   const HostInfo& host;
   const Clock& clock;
   const ToolMatcher* tools = nullptr;

@@ -40,6 +40,15 @@ char LICENSE[] SEC("license") = "GPL";
  * timer otherwise, so a busy machine costs one wakeup per batch. */
 const volatile __u64 ringbuf_wakeup_bytes = 256 * 1024;
 
+/* egressd trace loads this object with trace_mode set: connection, close and
+ * payload events are then emitted only for processes flagged PROC_F_TRACED
+ * (or PROC_F_UNDECIDED: exec'd, not yet judged by the tracer), so what it
+ * does not follow never reaches the ring buffer. With trace_decide unset
+ * (trace -- CMD, trace --pid) following is pure inheritance: execs stay
+ * undecided-free and process events too are emitted only for followed ones. */
+const volatile __u8 trace_mode = 0;
+const volatile __u8 trace_decide = 0;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 << 20); /* resized by the agent */
@@ -112,6 +121,19 @@ static __always_inline void kstat_inc(__u32 idx)
 
 	if (v)
 		__sync_fetch_and_add(v, 1);
+}
+
+/* Whether events about process tgid go out (always, outside trace_mode). A
+ * process missing from the map (it predates the tracer's task walk, or the
+ * map is full) goes out too: the tracer judges it in user space. */
+static __always_inline bool traced(__u32 tgid)
+{
+	struct proc_state *st;
+
+	if (!trace_mode)
+		return true;
+	st = bpf_map_lookup_elem(&procs, &tgid);
+	return !st || (st->flags & (PROC_F_TRACED | PROC_F_UNDECIDED));
 }
 
 static __always_inline __u64 ringbuf_flags(void)
@@ -252,6 +274,7 @@ static __always_inline struct exec_event *exec_record(struct task_struct *task)
 	e->args_len = 0;
 	e->flags = 0;
 	e->tool_id = 0;
+	e->exec_gen = 0;
 	return e;
 }
 
@@ -307,8 +330,22 @@ int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct li
 	e->args_len = len;
 
 	old = bpf_map_lookup_elem(&procs, &e->proc.tgid);
-	e->tool_id = old ? old->tool_id : 0;
-	procs_set(e->proc.tgid, e->proc.start_ns, old);
+	struct proc_state st = {};
+
+	if (old)
+		st = *old;
+	e->tool_id = st.tool_id;
+	if (trace_mode) {
+		__u32 gen = ((st.flags >> PROC_GEN_SHIFT) + 1) & 0xffff;
+
+		st.flags = (st.flags & 0xffff) | (gen << PROC_GEN_SHIFT);
+		if (trace_decide && !(st.flags & PROC_F_TRACED))
+			st.flags |= PROC_F_UNDECIDED;
+		e->exec_gen = gen;
+	}
+	procs_set(e->proc.tgid, e->proc.start_ns, &st);
+	if (!(st.flags & (PROC_F_TRACED | PROC_F_UNDECIDED)) && trace_mode)
+		return 0;
 
 	__u32 size = exec_size(e);
 
@@ -335,10 +372,19 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 	BPF_CORE_READ_STR_INTO(&e.comm, child, comm);
 
 	pst = bpf_map_lookup_elem(&procs, &e.parent.tgid);
-	if (pst && (pst->flags & PROC_F_NO_FOLLOW))
-		pst = NULL;
-	e.tool_id = pst ? pst->tool_id : 0;
-	procs_set(e.child.tgid, e.child.start_ns, pst);
+	struct proc_state st = {};
+
+	if (pst) {
+		st = *pst;
+		if (st.flags & PROC_F_NO_FOLLOW) { /* the tool's children are not the tool */
+			st.tool_id = 0;
+			st.flags &= ~PROC_F_NO_FOLLOW;
+		}
+	}
+	e.tool_id = st.tool_id;
+	procs_set(e.child.tgid, e.child.start_ns, &st);
+	if (trace_mode && !trace_decide && !(st.flags & PROC_F_TRACED))
+		return 0;
 
 	header_init(&e.hdr, EVENT_FORK, sizeof(e));
 	emit(&e, sizeof(e));
@@ -356,7 +402,11 @@ int BPF_PROG(sched_process_exit, struct task_struct *p)
 	e.proc.tgid = BPF_CORE_READ(p, tgid);
 	e.proc.start_ns = task_start_ns(p);
 	e.exit_code = BPF_CORE_READ(p, exit_code);
+	bool emit_it = !trace_mode || trace_decide || traced(e.proc.tgid);
+
 	bpf_map_delete_elem(&procs, &e.proc.tgid);
+	if (!emit_it)
+		return 0;
 
 	header_init(&e.hdr, EVENT_EXIT, sizeof(e));
 	emit(&e, sizeof(e));
@@ -429,6 +479,8 @@ static __always_inline void emit_close(struct sock_flow *f, __u32 reason)
 {
 	struct sock_close_event e = {};
 
+	if (!traced(f->owner.tgid))
+		return;
 	e.reason = reason;
 	e.flow = *f;
 	header_init(&e.hdr, EVENT_SOCK_CLOSE, sizeof(e));
@@ -440,6 +492,8 @@ static __always_inline void emit_result(struct sock_flow *f, __u32 result, __s32
 	struct connect_result_event e = {};
 
 	f->connect_state = CONNECT_DONE;
+	if (!traced(f->owner.tgid))
+		return;
 	e.cookie = f->cookie;
 	e.result = result;
 	e.error = error;
@@ -474,6 +528,8 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx, __u16 family)
 		f->flags |= SOCK_F_DNS;
 	f->connect_state = CONNECT_PENDING;
 	f->connect_ns = bpf_ktime_get_boot_ns();
+	if (!traced(bpf_get_current_pid_tgid() >> 32))
+		return 1;
 
 	e.cookie = f->cookie;
 	current_ident(&e.proc);
@@ -760,6 +816,8 @@ static __always_inline void inspect_payload(struct __sk_buff *skb, struct sock_f
 	} else {
 		return;
 	}
+	if (!traced(f->owner.tgid))
+		return;
 	e->orig_len = skb->len - payoff;
 	len = e->orig_len;
 	if (len > EGRESSD_PAYLOAD_MAX)
@@ -902,8 +960,12 @@ int dump_task(struct bpf_iter__task *ctx)
 	if (exe)
 		e->exe_len = resolve_path(&exe->f_path, e->data, &e->flags) &
 			     (EGRESSD_PATH_MAX - 1);
-	if (!bpf_map_lookup_elem(&procs, &e->proc.tgid))
+	struct proc_state *st = bpf_map_lookup_elem(&procs, &e->proc.tgid);
+
+	if (!st)
 		procs_set(e->proc.tgid, e->proc.start_ns, NULL);
+	else
+		e->exec_gen = st->flags >> PROC_GEN_SHIFT;
 
 	__u32 size = exec_size(e);
 

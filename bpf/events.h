@@ -62,7 +62,7 @@ struct exec_event {
 	__u16 args_len;
 	__u16 flags; /* EXEC_F_* */
 	__u32 tool_id; /* the kernel's tag (inherited at fork), 0 if none */
-	__u32 _pad;
+	__u32 exec_gen; /* trace_mode: the process's exec count (PROC_GEN_SHIFT) */
 	char data[EGRESSD_PATH_MAX + EGRESSD_FILENAME_MAX + EGRESSD_ARGS_MAX];
 };
 
@@ -100,6 +100,13 @@ struct proc_state {
 };
 
 #define PROC_F_NO_FOLLOW (1 << 0) /* the tool's children are not the tool */
+/* egressd trace only (trace_mode): the process is followed, and so is every
+ * process it starts; or it exec'd and the tracer has not decided yet. */
+#define PROC_F_TRACED (1 << 1)
+#define PROC_F_UNDECIDED (1 << 2)
+/* Bits 16-31 of proc_state.flags count the process's execs (trace_mode), so a
+ * tracer's decision about one exec never lands on a later one. */
+#define PROC_GEN_SHIFT 16
 
 /* Address in network byte order; IPv4 lives in the first 4 bytes. */
 struct flow_addr {
