@@ -14,6 +14,7 @@
 #include "config.h"
 #include "feature_probe.h"
 #include "metrics.h"
+#include "trace.h"
 #include "version.h"
 
 namespace {
@@ -33,6 +34,17 @@ int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
   if (!g_verbose && level != LIBBPF_WARN) return 0;
   if (!g_verbose) return 0;  // warnings are summarized by the loader's error
   return vfprintf(stderr, fmt, args);
+}
+
+// Start-up failures: this kernel or these privileges (1), or anything else
+// that went wrong while starting (3).
+int exit_code_for(const std::exception& e) {
+  if (dynamic_cast<const egressd::LoaderError*>(&e)) return kExitUnusable;
+  const std::string what = e.what();
+  const bool unusable = what.rfind("privileges:", 0) == 0 || what.rfind("cgroup v2:", 0) == 0 ||
+                        what.rfind("kernel BTF:", 0) == 0 || what.rfind("tp_btf/", 0) == 0 ||
+                        what.rfind("helper ", 0) == 0 || what.rfind("iter/", 0) == 0;
+  return unusable ? kExitUnusable : kExitRuntime;
 }
 
 int cmd_check(const std::string& proc_root, bool try_load) {
@@ -79,6 +91,31 @@ int main(int argc, char** argv) {
                   "HOST:PORT for Prometheus metrics (default 127.0.0.1:8789; port 0 picks one)");
   run->add_option("--log-file", log_file, "Event log path, or - for stdout (default -)");
 
+  egressd::TraceOptions trace_opts;
+  auto* trace = app.add_subcommand(
+      "trace", "Follow a tool, binary, process tree, cgroup or command live; summary on exit");
+  trace->add_option("--tool", trace_opts.tools, "Follow processes of this tool (catalog name), repeatable");
+  trace->add_option("--exe", trace_opts.exes,
+                    "Follow this executable: path, glob, or bare file name; repeatable");
+  trace->add_option("--pid", trace_opts.pids, "Follow this running process and its descendants; repeatable");
+  trace->add_option("--comm", trace_opts.comms, "Follow processes whose task name matches (glob); repeatable");
+  trace->add_option("--cgroup", trace_opts.cgroups,
+                    "Follow processes in cgroups whose path contains this (or matches this glob), "
+                    "e.g. a container id; repeatable");
+  trace->add_option("--dest", trace_opts.destinations,
+                    "Only events to this CIDR, address or domain (and its subdomains); repeatable");
+  trace->add_option("--port", trace_opts.ports, "Only events to this destination port; repeatable");
+  trace->add_flag("--json", trace_opts.json, "JSON lines in the event log's schema, then a trace-summary line");
+  trace->add_option("--color", trace_opts.color, "auto (on a terminal), always or never")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+  trace->add_option("--report", trace_opts.report_path, "Write the summary with a timeline as an HTML file");
+  trace->add_option("--duration", trace_opts.duration_s, "Stop after this many seconds")
+      ->check(CLI::NonNegativeNumber);
+  trace->add_option("-c,--config", trace_opts.config_path, "YAML configuration file (tools, redaction)")
+      ->check(CLI::ExistingFile);
+  trace->add_option("command", trace_opts.command,
+                    "-- COMMAND ARGS: start it and follow it and everything it starts");
+
   bool no_load = false;
   auto* check = app.add_subcommand("check", "Report kernel features, privileges and the hooks egressd would use");
   check->add_flag("--no-load", no_load, "Only probe features; do not try to load the BPF programs");
@@ -96,6 +133,27 @@ int main(int argc, char** argv) {
 
   if (check->parsed()) return cmd_check("/proc", !no_load);
 
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  if (trace->parsed()) {
+    try {
+      return egressd::run_trace(trace_opts, g_stop);
+    } catch (const std::invalid_argument& e) {
+      fmt::print(stderr, "egressd: {}\n", e.what());
+      return kExitUsage;
+    } catch (const egressd::ConfigError& e) {
+      fmt::print(stderr, "egressd: {}\n", e.what());
+      return kExitUsage;
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "egressd: {}\n", e.what());
+      return exit_code_for(e);
+    }
+  }
+
   egressd::Config cfg;
   try {
     if (!config_path.empty()) egressd::load_config_file(config_path, cfg);
@@ -109,25 +167,12 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
 
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-
   egressd::Agent agent(cfg);
   try {
     agent.start();
-  } catch (const egressd::LoaderError& e) {
-    fmt::print(stderr, "egressd: {}\n", e.what());
-    return kExitUnusable;
   } catch (const std::exception& e) {
     fmt::print(stderr, "egressd: {}\n", e.what());
-    const std::string what = e.what();
-    const bool unusable = what.rfind("privileges:", 0) == 0 || what.rfind("cgroup v2:", 0) == 0 ||
-                          what.rfind("kernel BTF:", 0) == 0 || what.rfind("tp_btf/", 0) == 0 ||
-                          what.rfind("helper ", 0) == 0 || what.rfind("iter/", 0) == 0;
-    return unusable ? kExitUnusable : kExitRuntime;
+    return exit_code_for(e);
   }
   return agent.run(g_stop);
 }

@@ -103,7 +103,7 @@ static std::vector<std::string> log_files(const std::string& path) {
 }
 
 // Every line any test makes the agent write must match the published schema.
-static void validate_log(const std::string& log_path) {
+void validate_log(const std::string& log_path) {
   if (!fs::exists(log_path)) return;
   std::string cmd = std::string("/usr/bin/python3 ") + EGRESSD_SOURCE_DIR +
                     "/tests/support/validate_events.py " + EGRESSD_SOURCE_DIR +

@@ -156,6 +156,10 @@ class PrometheusServer {
   int port_ = 0;
 };
 
+// Fails the current test unless every line of the file (and of the files it
+// rotated to) matches docs/egressd-events.schema.json.
+void validate_log(const std::string& log_path);
+
 // A string field at a dotted path ("process.executable"), or "".
 std::string field(const nlohmann::json& j, const std::string& dotted);
 
