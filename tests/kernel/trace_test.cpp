@@ -290,6 +290,48 @@ TEST_F(Trace, LaunchModeSummaryIsExactAmidUnrelatedTraffic) {
   validate_log(trace.out_path());
 }
 
+// A trace loads its own programs: beside a running agent both count the
+// same exact bytes.
+TEST_F(Trace, RunsBesideTheAgent) {
+  AgentProcess agent;
+  ASSERT_TRUE(agent.started()) << agent.stderr_text();
+  TcpSink sink;
+  TraceProcess trace({"--json", "--", "/bin/sh", "-c",
+                      tcp_cmd(traffic_bin(), "127.0.0.1", sink.port(), 9100) + " >/dev/null"});
+  ASSERT_EQ(trace.wait(), 0) << trace.err();
+  const auto d = destination(trace.summary(), "127.0.0.1", sink.port(), "tcp");
+  ASSERT_TRUE(d.is_object()) << trace.out();
+  EXPECT_EQ(d["bytes"], 9100);
+  const int pid = trace.events().front()["process"]["pid"];
+  uint64_t logged = 0;
+  wait_until([&] { return (logged = logged_bytes(agent.events(), pid, sink.port())) >= 9100; }, 10s);
+  EXPECT_EQ(logged, 9100u);
+}
+
+// Through sudo, the command runs as the user who ran sudo, not as root.
+TEST_F(Trace, LaunchModeRunsTheCommandAsTheSudoUser) {
+  chmod(dir_.c_str(), 0777);
+  const std::string out = dir_ + "/id";
+  TcpSink sink;
+  setenv("SUDO_UID", "65534", 1);
+  setenv("SUDO_GID", "65534", 1);
+  setenv("SUDO_USER", "nobody", 1);
+  TraceProcess trace({"--json", "--", "/bin/sh", "-c",
+                      "id -u > " + out + "; id -G >> " + out + "; " +
+                          tcp_cmd(traffic_bin(), "127.0.0.1", sink.port(), 300) + " >" + dir_ + "/traffic.out"});
+  unsetenv("SUDO_UID");
+  unsetenv("SUDO_GID");
+  unsetenv("SUDO_USER");
+  ASSERT_EQ(trace.wait(), 0) << trace.err();
+  EXPECT_EQ(read_file(out), "65534\n65534\n");
+  bool seen = false;
+  for (const auto& e : trace.events()) {
+    EXPECT_EQ(field(e, "user.id"), "65534") << e.dump();
+    seen = true;
+  }
+  EXPECT_TRUE(seen) << trace.out();
+}
+
 TEST_F(Trace, LaunchModeReportsACommandThatCannotRun) {
   TraceProcess trace({"--", dir_ + "/no-such-command"});
   EXPECT_EQ(trace.wait(), 3);

@@ -92,6 +92,33 @@ TEST(Cli, WithoutPrivilegesSaysSoInOneLine) {
   EXPECT_EQ(out, "egressd: privileges: needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (run with sudo)\n");
 }
 
+TEST(Cli, TraceWithoutPrivilegesSaysWhatRunSays) {
+  const std::string prefix = geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
+  std::string cmd = prefix + egressd_bin() + " trace --duration 1 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int status = pclose(p);
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  EXPECT_EQ(out, "egressd: privileges: needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (run with sudo)\n");
+}
+
+TEST(Cli, TraceRejectsBadFiltersBeforeLoadingAnything) {
+  CliRun r = run_egressd("trace --dest 'not a domain!'");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.out, "egressd: --dest not a domain!: not a CIDR, address or domain\n");
+  r = run_egressd("trace --color sometimes");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.out.rfind("egressd: --color: sometimes not in {auto,always,never}", 0), 0u) << r.out;
+  r = run_egressd("trace --port 99999");
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = run_egressd("trace --report /nonexistent-dir/x.html");
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_EQ(r.out, "egressd: --report /nonexistent-dir/x.html: No such file or directory\n");
+}
+
 TEST(Cli, CheckWithoutPrivilegesFails) {
   const std::string prefix = geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
   std::string cmd = prefix + egressd_bin() + " check >/dev/null 2>&1";
