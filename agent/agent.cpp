@@ -116,6 +116,7 @@ AgentHealth Agent::State::health() const {
   h.process_map_capacity = capacity;
   h.flow_map_capacity = bpf->flow_map_capacity();
   h.programs = bpf->program_stats();
+  h.hooks = bpf->hook_plan();
   std::lock_guard lock(health_mu);
   for (const auto& [reason, n] : decode_errors) h.events_lost[reason] = n;
   h.ring_events = ring_events;
@@ -147,6 +148,8 @@ void Agent::State::log_agent(const char* action, const char* type) {
                                clock.to_wall_ns(clock.boot_now_ns()));
   j["egressd"]["metrics"]["address"] = metrics ? metrics->bound_address() : "";
   j["egressd"]["hooks"] = bpf ? bpf->attached() : std::vector<std::string>{};
+  if (bpf)
+    for (const auto& note : bpf->bytes_hooks().notes) j["egressd"]["kernel"]["notes"].push_back(note);
   j["egressd"]["kernel"]["release"] = probe_features(cfg.proc_root).kernel_release;
   j["egressd"]["privileges"]["capabilities"] = privileges_kept.empty() ? "none" : "kept";
   if (!privileges_kept.empty()) j["egressd"]["privileges"]["reason"] = privileges_kept;

@@ -1,6 +1,7 @@
 #include "bpf_loader.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -39,12 +40,66 @@ class Fd {
 LoaderError::LoaderError(const std::string& step, int err)
     : std::runtime_error(fmt::format("{}: {}", step, err_text(err))), err_(err) {}
 
+constexpr const char* kBytesPrograms[] = {"sock_send_length", "inet_sendmsg_exit", "inet6_sendmsg_exit",
+                                          "packet_sendmsg_exit", "inet_sendpage_exit"};
+
+KernelBytesFeatures probe_bytes_features() {
+  KernelBytesFeatures k;
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (!vmlinux) return k;
+  k.sock_send_length = btf__find_by_name_kind(vmlinux, "btf_trace_sock_send_length", BTF_KIND_TYPEDEF) > 0;
+  int id = btf__find_by_name_kind(vmlinux, "proto_ops", BTF_KIND_STRUCT);
+  if (id > 0) {
+    const btf_type* t = btf__type_by_id(vmlinux, static_cast<__u32>(id));
+    const btf_member* m = btf_members(t);
+    for (int i = 0; i < btf_vlen(t); ++i)
+      if (std::string(btf__name_by_offset(vmlinux, m[i].name_off)) == "sendpage") k.sendpage_op = true;
+  }
+  k.packet_sendmsg = btf__find_by_name_kind(vmlinux, "packet_sendmsg", BTF_KIND_FUNC) > 0;
+  if (!k.packet_sendmsg) {
+    if (btf* mod = btf__load_module_btf("af_packet", vmlinux)) {
+      k.packet_sendmsg = btf__find_by_name_kind(mod, "packet_sendmsg", BTF_KIND_FUNC) > 0;
+      btf__free(mod);
+    }
+  }
+  btf__free(vmlinux);
+  return k;
+}
+
+BytesHooks choose_bytes_hooks(const KernelBytesFeatures& k, const std::string& mode) {
+  BytesHooks h;
+  std::string m = mode;
+  if (m == "auto") m = k.sock_send_length ? "sock_send_length" : "fexit";
+  if (m == "sock_send_length") {
+    if (!k.sock_send_length)
+      throw std::runtime_error(
+          "kernel.bytes_hook sock_send_length: this kernel has no tp_btf/sock_send_length (Linux before 6.3)");
+    h.programs.push_back("sock_send_length");
+  } else if (m == "fexit") {
+    h.programs = {"inet_sendmsg_exit", "inet6_sendmsg_exit"};
+    if (k.packet_sendmsg)
+      h.programs.push_back("packet_sendmsg_exit");
+    else
+      h.notes.push_back("AF_PACKET bytes are not counted: packet_sendmsg is not in the kernel's BTF");
+  } else {
+    throw std::runtime_error(fmt::format("kernel.bytes_hook {}: use auto, sock_send_length or fexit", mode));
+  }
+  if (k.sendpage_op) h.programs.push_back("inet_sendpage_exit");
+  return h;
+}
+
 std::unique_ptr<BpfPrograms> BpfPrograms::load(const LoadOptions& opts) {
   std::unique_ptr<BpfPrograms> p(new BpfPrograms());
   p->opts_ = opts;
+  p->bytes_ = choose_bytes_hooks(probe_bytes_features(), opts.bytes_hook);
   p->skel_ = egressd_bpf__open();
   if (!p->skel_) throw LoaderError("open BPF object", errno);
   egressd_bpf* s = p->skel_;
+  for (const char* name : kBytesPrograms) {
+    bpf_program* prog = bpf_object__find_program_by_name(s->obj, name);
+    const bool use = std::find(p->bytes_.programs.begin(), p->bytes_.programs.end(), name) != p->bytes_.programs.end();
+    if (prog) bpf_program__set_autoload(prog, use);
+  }
   s->rodata->ringbuf_wakeup_bytes = opts.ring_wakeup_bytes;
   s->rodata->trace_mode = opts.trace_mode ? 1 : 0;
   s->rodata->trace_decide = opts.trace_decide ? 1 : 0;
@@ -54,8 +109,36 @@ std::unique_ptr<BpfPrograms> BpfPrograms::load(const LoadOptions& opts) {
     throw LoaderError("size process table", -err);
   if (int err = bpf_map__set_max_entries(s->maps.flow_extra, opts.flow_table_entries))
     throw LoaderError("size flow table", -err);
-  if (int err = egressd_bpf__load(s)) throw LoaderError("load BPF programs", -err);
+  if (int err = egressd_bpf__load(s)) {
+    const bool fexit = std::find(p->bytes_.programs.begin(), p->bytes_.programs.end(), "inet_sendmsg_exit") !=
+                       p->bytes_.programs.end();
+    if (fexit) throw LoaderError("load BPF programs (bytes counted with fexit on the families' sendmsg)", -err);
+    throw LoaderError("load BPF programs", -err);
+  }
   return p;
+}
+
+std::vector<std::pair<std::string, std::string>> BpfPrograms::hook_plan() const {
+  std::vector<std::pair<std::string, std::string>> plan = {
+      {"process identity", "tp_btf/sched_process_exec,fork,exit + iter/task"},
+      {"connects", "cgroup/connect4,connect6 + tp_btf/inet_sock_set_state"},
+      {"unconnected destinations", "cgroup/sendmsg4,sendmsg6"},
+      {"packets, names", "cgroup_skb/egress,ingress"},
+      {"flow end", "cgroup/sock_release"},
+      {"live counters", "iter/task_file"},
+  };
+  std::string bytes;
+  for (const auto& name : bytes_.programs) {
+    if (name == "inet_sendpage_exit") continue;
+    bpf_program* prog = bpf_object__find_program_by_name(skel_->obj, name.c_str());
+    if (!bytes.empty()) bytes += ",";
+    bytes += prog ? bpf_program__section_name(prog) : name;
+  }
+  plan.emplace_back("bytes", bytes);
+  const bool sendpage = std::find(bytes_.programs.begin(), bytes_.programs.end(), "inet_sendpage_exit") !=
+                        bytes_.programs.end();
+  plan.emplace_back("sendfile and splice", sendpage ? "fexit/inet_sendpage" : "same as bytes");
+  return plan;
 }
 
 BpfPrograms::~BpfPrograms() {
@@ -106,13 +189,18 @@ void BpfPrograms::attach() {
   attach_cgroup("skb_egress", s->progs.skb_egress, cgroup.get());
   attach_cgroup("skb_ingress", s->progs.skb_ingress, cgroup.get());
   attach_tracing("inet_sock_set_state", s->progs.inet_sock_set_state);
-  attach_tracing("sock_send_length", s->progs.sock_send_length);
+  for (const auto& name : bytes_.programs) {
+    bpf_program* prog = bpf_object__find_program_by_name(s->obj, name.c_str());
+    if (!prog) throw LoaderError(fmt::format("find program {}", name), ENOENT);
+    attach_tracing(name.c_str(), prog);
+  }
 }
 
 std::vector<std::string> BpfPrograms::programs() const {
   std::vector<std::string> out;
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel_->obj) {
+    if (!bpf_program__autoload(prog)) continue;  // not for this kernel
     out.push_back(fmt::format("{} -> {}", bpf_program__name(prog), bpf_program__section_name(prog)));
   }
   return out;

@@ -29,6 +29,24 @@ class LoaderError : public std::runtime_error {
   int err_;
 };
 
+// Which programs count bytes on this kernel. sock_send_length (6.3+) sees
+// every send path; before it, fexit on the sendmsg of each family egressd
+// counts. Before 6.5 sendfile and splice use ->sendpage, which neither sees,
+// so fexit on inet_sendpage is added there.
+struct BytesHooks {
+  std::vector<std::string> programs;  // BPF program names to load and attach
+  std::vector<std::string> notes;     // what is less exact on this kernel
+};
+struct KernelBytesFeatures {
+  bool sock_send_length = false;  // tracepoint in BTF
+  bool sendpage_op = false;       // struct proto_ops has ->sendpage (before 6.5)
+  bool packet_sendmsg = false;    // AF_PACKET's sendmsg is in BTF (built in or loaded)
+};
+KernelBytesFeatures probe_bytes_features();
+// mode: "auto", "sock_send_length" or "fexit". Throws LoaderError-like
+// std::runtime_error when the mode cannot work on this kernel.
+BytesHooks choose_bytes_hooks(const KernelBytesFeatures& k, const std::string& mode);
+
 struct LoadOptions {
   uint32_t ring_buffer_bytes = 4u << 20;  // mapped twice by libbpf: 8 MB of RSS
   uint32_t process_table_entries = 65536;
@@ -40,6 +58,7 @@ struct LoadOptions {
   // set_trace_state, else following is inherited from marked processes only.
   bool trace_mode = false;
   bool trace_decide = false;
+  std::string bytes_hook = "auto";  // kernel.bytes_hook: auto, sock_send_length, fexit
 };
 
 class BpfPrograms {
@@ -55,6 +74,10 @@ class BpfPrograms {
   void attach();
   // "program -> hook" for every attached program, for check and logs.
   const std::vector<std::string>& attached() const { return attached_; }
+  // The byte-counting choice made at load.
+  const BytesHooks& bytes_hooks() const { return bytes_; }
+  // (job, hook) for every job, for egressd check and egressd_kernel_hook_info.
+  std::vector<std::pair<std::string, std::string>> hook_plan() const;
   // "program -> section" for every program in the object, attached or not.
   std::vector<std::string> programs() const;
 
@@ -106,6 +129,7 @@ class BpfPrograms {
   bpf_link* file_iter_ = nullptr;
   std::vector<std::string> attached_;
   LoadOptions opts_;
+  BytesHooks bytes_;
 };
 
 }  // namespace egressd

@@ -76,7 +76,13 @@ void load_config_text(const std::string& text, const std::string& name, Config& 
       cfg.poll_interval_ms = 1000 * r.number(f["poll_interval_seconds"], "flows.poll_interval_seconds", 1, 3600);
   }
   if (auto k = root["kernel"]) {
-    r.expect_keys(k, "kernel", {"ring_buffer_bytes", "process_table_entries", "flow_table_entries"});
+    r.expect_keys(k, "kernel", {"ring_buffer_bytes", "process_table_entries", "flow_table_entries", "bytes_hook"});
+    if (k["bytes_hook"]) {
+      const std::string v = r.string(k["bytes_hook"], "kernel.bytes_hook");
+      if (v != "auto" && v != "sock_send_length" && v != "fexit")
+        r.fail(k["bytes_hook"], "'kernel.bytes_hook' must be auto, sock_send_length or fexit");
+      cfg.load.bytes_hook = v;
+    }
     if (k["ring_buffer_bytes"]) {
       auto v = r.number(k["ring_buffer_bytes"], "kernel.ring_buffer_bytes", 1 << 16, 1u << 30);
       if (!is_power_of_two(v)) r.fail(k["ring_buffer_bytes"], "'kernel.ring_buffer_bytes' must be a power of two");

@@ -98,7 +98,15 @@ FeatureReport probe_features(const std::string& proc_root) {
   tracepoint("sched_process_exec", "process identity at exec");
   tracepoint("sched_process_fork", "process identity at fork");
   tracepoint("sched_process_exit", "process exit");
-  tracepoint("sock_send_length", "bytes sent on every send path");
+  {
+    // Optional: before 6.3 the bytes are counted at the return of the
+    // families' sendmsg (fexit), see BytesHooks.
+    const bool ok = has_type("btf_trace_sock_send_length", BTF_KIND_TYPEDEF);
+    r.checks.push_back({"tp_btf/sock_send_length", ok,
+                        ok ? "bytes sent on every send path"
+                           : "missing (Linux before 6.3): bytes are counted with fexit on the families' sendmsg",
+                        false});
+  }
   tracepoint("inet_sock_set_state", "TCP connect outcome");
 
   // bpf_loop is how the executable path walk stays within the verifier's budget.

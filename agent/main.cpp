@@ -43,7 +43,8 @@ int exit_code_for(const std::exception& e) {
   const std::string what = e.what();
   const bool unusable = what.rfind("privileges:", 0) == 0 || what.rfind("cgroup v2:", 0) == 0 ||
                         what.rfind("kernel BTF:", 0) == 0 || what.rfind("tp_btf/", 0) == 0 ||
-                        what.rfind("helper ", 0) == 0 || what.rfind("iter/", 0) == 0;
+                        what.rfind("helper ", 0) == 0 || what.rfind("iter/", 0) == 0 ||
+                        what.rfind("kernel.bytes_hook ", 0) == 0;
   return unusable ? kExitUnusable : kExitRuntime;
 }
 
@@ -60,7 +61,10 @@ int cmd_check(const std::string& proc_root, bool try_load) {
       opts.cgroup_path = r.cgroup2_path;
       auto bpf = BpfPrograms::load(opts);
       fmt::print("  ok   {:<30} {}\n", "BPF programs load", "verifier accepted every program");
-      fmt::print("hooks that egressd run uses:\n");
+      fmt::print("hooks that egressd run uses, per job:\n");
+      for (const auto& [job, hook] : bpf->hook_plan()) fmt::print("  {:<26} {}\n", job, hook);
+      for (const auto& note : bpf->bytes_hooks().notes) fmt::print("  note: {}\n", note);
+      fmt::print("programs:\n");
       for (const auto& h : bpf->programs()) fmt::print("  {}\n", h);
       fmt::print("cgroup hooks attach at {}\n", r.cgroup2_path);
     } catch (const std::exception& e) {

@@ -39,6 +39,8 @@ inline constexpr std::array kMetricCatalog = {
     MetricSpec{"egressd_parse_failures_total", MetricKind::kCounter,
                "Copied payloads that looked like DNS, TLS or HTTP but did not parse, by parser.", "parser"},
     MetricSpec{"egressd_build_info", MetricKind::kGauge, "Always 1; the agent's version.", "version"},
+    MetricSpec{"egressd_kernel_hook_info", MetricKind::kGauge,
+               "Always 1; the kernel hooks egressd uses on this kernel, per job (bytes, connects, ...).", "job,hook"},
     MetricSpec{"egressd_events_lost_total", MetricKind::kCounter,
                "Kernel events lost (ring buffer full) or rejected by the decoder, by reason.", "reason"},
     MetricSpec{"egressd_kernel_map_full_total", MetricKind::kCounter,

@@ -97,6 +97,9 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
   std::vector<MetricFamily> out = {std::move(bytes), std::move(calls), std::move(wire),
                                    std::move(packets), std::move(conns), std::move(unexpected),
                                    std::move(dns), std::move(build)};
+  MetricFamily hooks = family("egressd_kernel_hook_info");
+  for (const auto& [job, hook] : h.hooks) add(hooks, {{"job", job}, {"hook", hook}}, 1);
+  out.push_back(std::move(hooks));
   out.push_back(by_label("egressd_parse_failures_total", "parser", h.parse_failures));
   out.push_back(by_label("egressd_events_lost_total", "reason", h.events_lost));
   out.push_back(by_label("egressd_kernel_map_full_total", "map", h.map_full));

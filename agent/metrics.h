@@ -40,6 +40,7 @@ struct AgentHealth {
   uint64_t flow_map_entries = 0;
   uint64_t flow_map_capacity = 0;
   std::vector<BpfPrograms::ProgramStats> programs;
+  std::vector<std::pair<std::string, std::string>> hooks;  // (job, hook)
   uint64_t series_folded = 0;
   uint64_t series_expired = 0;
 };

@@ -684,19 +684,19 @@ static __always_inline void count_extra(struct sock_flow *f, __u64 pid_tgid, int
 	c->last_ns = now;
 }
 
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
+/* ret bytes were sent through sk by the current task. */
+static __always_inline void count_send(struct sock *sk, long ret)
 {
 	struct sock_flow *f;
 	__u64 pid_tgid;
 
-	if (ret <= 0)
-		return 0;
+	if (ret <= 0 || !sk)
+		return;
 	f = bpf_sk_storage_get(&sk_flows, sk, NULL, 0);
 	if (!f) {
 		f = adopt_sock(sk);
 		if (!f)
-			return 0;
+			return;
 	}
 	pid_tgid = bpf_get_current_pid_tgid();
 	if ((pid_tgid >> 32) == f->owner.tgid &&
@@ -706,9 +706,55 @@ int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
 		/* UDP has no state change to report the connect outcome. */
 		if (f->connect_state == CONNECT_PENDING && f->sk_type != SOCK_STREAM)
 			emit_result(f, CONNECT_RESULT_OK, 0);
-		return 0;
+		return;
 	}
 	count_extra(f, pid_tgid, ret);
+}
+
+/* Bytes: every send path and family passes sock_sendmsg_nosec, which fires
+ * this tracepoint with what the family's sendmsg returned (Linux 6.3+). */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
+{
+	count_send(sk, ret);
+	return 0;
+}
+
+/*
+ * Kernels without sock_send_length (before 6.3): the same count at the return
+ * of the sendmsg that sock->ops points to for the families egressd counts.
+ * inet_sendmsg serves TCP, UDP, ICMP, raw and SCTP over IPv4; inet6_sendmsg
+ * the same over IPv6; packet_sendmsg AF_PACKET. The agent loads these only
+ * when the tracepoint is missing (bpf_program__set_autoload).
+ */
+SEC("fexit/inet_sendmsg")
+int BPF_PROG(inet_sendmsg_exit, struct socket *sock, struct msghdr *msg, size_t size, int ret)
+{
+	count_send(sock->sk, ret);
+	return 0;
+}
+
+SEC("fexit/inet6_sendmsg")
+int BPF_PROG(inet6_sendmsg_exit, struct socket *sock, struct msghdr *msg, size_t size, int ret)
+{
+	count_send(sock->sk, ret);
+	return 0;
+}
+
+SEC("fexit/packet_sendmsg")
+int BPF_PROG(packet_sendmsg_exit, struct socket *sock, struct msghdr *msg, size_t len, int ret)
+{
+	count_send(sock->sk, ret);
+	return 0;
+}
+
+/* sendfile and splice before 6.5 reach a socket through ->sendpage, not
+ * sendmsg, so neither the tracepoint nor the hooks above see them. */
+SEC("fexit/inet_sendpage")
+int BPF_PROG(inet_sendpage_exit, struct socket *sock, struct page *page, int offset, size_t size, int flags,
+	     long ret)
+{
+	count_send(sock->sk, ret);
 	return 0;
 }
 

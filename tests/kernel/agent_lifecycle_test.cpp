@@ -93,6 +93,42 @@ TEST(Lifecycle, CheckReportsTheHooks) {
   for (const char* s : {"tp_btf/sock_send_length", "cgroup/connect4", "iter/task_file",
                         "BPF programs load", "egressd can run here"})
     EXPECT_NE(out.find(s), std::string::npos) << s << "\n" << out;
+  // Per job, the hook chosen for this kernel: the tracepoint for bytes, and
+  // none of the fexit fallbacks in the programs loaded.
+  EXPECT_NE(out.find("  bytes                      tp_btf/sock_send_length\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("  sendfile and splice        same as bytes\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("inet_sendmsg_exit"), std::string::npos) << out;
+}
+
+// The hooks in use are a metric too, one series per job.
+TEST(Lifecycle, HookInfoMetric) {
+  EGRESSD_REQUIRE_KERNEL();
+  AgentProcess agent;
+  ASSERT_TRUE(agent.started()) << agent.stderr_text();
+  const std::string m = agent.scrape();
+  EXPECT_EQ(metric_sum(m, "egressd_kernel_hook_info", {{"job", "bytes"}, {"hook", "tp_btf/sock_send_length"}}), 1);
+  EXPECT_EQ(metric_sum(m, "egressd_kernel_hook_info", {{"job", "connects"}}), 1);
+  EXPECT_EQ(metric_sum(m, "egressd_kernel_hook_info", {{"job", "sendfile and splice"}, {"hook", "same as bytes"}}), 1);
+}
+
+// A kernel that refuses fexit (this development machine does): forcing the
+// fallback fails in one line, with exit 1, and nothing stays attached.
+TEST(Lifecycle, RefusedFexitFallbackIsOneLine) {
+  EGRESSD_REQUIRE_KERNEL();
+  char tmpl[] = "/tmp/egressd-fexit-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  std::ofstream(dir + "/c.yaml") << "kernel:\n  bytes_hook: fexit\n";
+  int code = -1;
+  std::string out = run_capture("timeout 20 " + egressd_bin() + " run -c " + dir +
+                                    "/c.yaml --log-file " + dir + "/log --metrics-addr 127.0.0.1:0 2>&1",
+                                &code);
+  std::filesystem::remove_all(dir);
+  if (code == 124) GTEST_SKIP() << "this kernel accepts fexit";
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  EXPECT_EQ(out.rfind("egressd: ", 0), 0u) << out;
+  EXPECT_TRUE(out.find("fexit") != std::string::npos || out.find("inet_sendmsg_exit") != std::string::npos) << out;
+  EXPECT_TRUE(run_capture("bpftool prog show | grep -c inet_sendmsg_exit || true").rfind("0", 0) == 0);
 }
 
 }  // namespace
