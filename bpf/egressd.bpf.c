@@ -209,6 +209,9 @@ static long path_step(__u32 index, void *ctx)
 	if (len + 2 > off) /* keep one byte for the leading '/' */
 		return 1;
 	off -= len;
+	/* Masked again in asm, on the very register passed on: some verifiers
+	 * (6.12) lose the bound of a copy clang makes before the checks above. */
+	asm volatile("%[len] &= %[mask]" : [len] "+r"(len) : [mask] "i"(NAME_MASK));
 	if (bpf_probe_read_kernel(&w->buf->data[off & (EGRESSD_PATH_MAX - 1)], len, name))
 		kstat_inc(KSTAT_READ_FAIL);
 	off -= 1;
