@@ -730,6 +730,7 @@ int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
  * the same over IPv6; packet_sendmsg AF_PACKET. The agent loads these only
  * when the tracepoint is missing (bpf_program__set_autoload).
  */
+#ifndef EGRESSD_NO_FEXIT /* tests/deploy: the object without the fallbacks */
 SEC("fexit/inet_sendmsg")
 int BPF_PROG(inet_sendmsg_exit, struct socket *sock, struct msghdr *msg, size_t size, int ret)
 {
@@ -760,6 +761,7 @@ int BPF_PROG(inet_sendpage_exit, struct socket *sock, struct page *page, int off
 	count_send(sock->sk, ret);
 	return 0;
 }
+#endif
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
