@@ -98,17 +98,24 @@ int main(int argc, char** argv) {
   egressd::TraceOptions trace_opts;
   auto* trace = app.add_subcommand(
       "trace", "Follow a tool, binary, process tree, cgroup or command live; summary on exit");
-  trace->add_option("--tool", trace_opts.tools, "Follow processes of this tool (catalog name), repeatable");
+  trace->add_option("--tool", trace_opts.tools, "Follow processes of this tool (catalog name), repeatable")
+      ->allow_extra_args(false);
   trace->add_option("--exe", trace_opts.exes,
-                    "Follow this executable: path, glob, or bare file name; repeatable");
-  trace->add_option("--pid", trace_opts.pids, "Follow this running process and its descendants; repeatable");
-  trace->add_option("--comm", trace_opts.comms, "Follow processes whose task name matches (glob); repeatable");
+                    "Follow this executable: path, glob, or bare file name; repeatable")
+      ->allow_extra_args(false);
+  trace->add_option("--pid", trace_opts.pids, "Follow this running process and its descendants; repeatable")
+      ->allow_extra_args(false);
+  trace->add_option("--comm", trace_opts.comms, "Follow processes whose task name matches (glob); repeatable")
+      ->allow_extra_args(false);
   trace->add_option("--cgroup", trace_opts.cgroups,
                     "Follow processes in cgroups whose path contains this (or matches this glob), "
-                    "e.g. a container id; repeatable");
+                    "e.g. a container id; repeatable")
+      ->allow_extra_args(false);
   trace->add_option("--dest", trace_opts.destinations,
-                    "Only events to this CIDR, address or domain (and its subdomains); repeatable");
-  trace->add_option("--port", trace_opts.ports, "Only events to this destination port; repeatable");
+                    "Only events to this CIDR, address or domain (and its subdomains); repeatable")
+      ->allow_extra_args(false);
+  trace->add_option("--port", trace_opts.ports, "Only events to this destination port; repeatable")
+      ->allow_extra_args(false);
   trace->add_flag("--json", trace_opts.json, "JSON lines in the event log's schema, then a trace-summary line");
   trace->add_option("--color", trace_opts.color, "auto (on a terminal), always or never")
       ->check(CLI::IsMember({"auto", "always", "never"}));

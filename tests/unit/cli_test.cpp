@@ -119,6 +119,17 @@ TEST(Cli, TraceRejectsBadFiltersBeforeLoadingAnything) {
   EXPECT_EQ(r.out, "egressd: --report /nonexistent-dir/x.html: No such file or directory\n");
 }
 
+TEST(Cli, TraceFlagsTakeOneValueEach) {
+  // "nope" is the command to start, not a second --tool.
+  CliRun r = run_egressd("trace --tool claude-code nope");
+  if (geteuid() != 0) {
+    EXPECT_EQ(r.code, 1) << r.out;
+    return;
+  }
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_NE(r.out.find("egressd: cannot run nope: No such file or directory"), std::string::npos) << r.out;
+}
+
 TEST(Cli, CheckWithoutPrivilegesFails) {
   const std::string prefix = geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
   std::string cmd = prefix + egressd_bin() + " check >/dev/null 2>&1";
