@@ -78,31 +78,31 @@ TEST(Cli, InvalidConfigNamesFileAndLine) {
   std::remove(path.c_str());
 }
 
-TEST(Cli, WithoutPrivilegesSaysSoInOneLine) {
-  // As root, drop to nobody (no capabilities); unprivileged, run as is.
+// egressd args without privileges: as root, dropped to nobody (no
+// capabilities); unprivileged, run as is.
+CliRun run_unprivileged(const std::string& args) {
   const std::string prefix = geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
-  std::string cmd = prefix + egressd_bin() + " run --metrics-addr 127.0.0.1:0 2>&1";
+  std::string cmd = prefix + egressd_bin() + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
+  CliRun r{-1, ""};
   std::array<char, 4096> buf{};
   size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
   int status = pclose(p);
-  EXPECT_EQ(WEXITSTATUS(status), 1);
-  EXPECT_EQ(out, "egressd: privileges: needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (run with sudo)\n");
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+TEST(Cli, WithoutPrivilegesSaysSoInOneLine) {
+  CliRun r = run_unprivileged("run --metrics-addr 127.0.0.1:0");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.out, "egressd: privileges: needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (run with sudo)\n");
 }
 
 TEST(Cli, TraceWithoutPrivilegesSaysWhatRunSays) {
-  const std::string prefix = geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
-  std::string cmd = prefix + egressd_bin() + " trace --duration 1 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int status = pclose(p);
-  EXPECT_EQ(WEXITSTATUS(status), 1);
-  EXPECT_EQ(out, "egressd: privileges: needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (run with sudo)\n");
+  CliRun r = run_unprivileged("trace --duration 1");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.out, "egressd: privileges: needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (run with sudo)\n");
 }
 
 TEST(Cli, TraceRejectsBadFiltersBeforeLoadingAnything) {
@@ -130,12 +130,7 @@ TEST(Cli, TraceFlagsTakeOneValueEach) {
   EXPECT_NE(r.out.find("egressd: cannot run nope: No such file or directory"), std::string::npos) << r.out;
 }
 
-TEST(Cli, CheckWithoutPrivilegesFails) {
-  const std::string prefix = geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
-  std::string cmd = prefix + egressd_bin() + " check >/dev/null 2>&1";
-  int status = std::system(cmd.c_str());
-  EXPECT_EQ(WEXITSTATUS(status), 1);
-}
+TEST(Cli, CheckWithoutPrivilegesFails) { EXPECT_EQ(run_unprivileged("check").code, 1); }
 
 }  // namespace
 }  // namespace egressd::test
