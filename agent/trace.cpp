@@ -437,7 +437,15 @@ int run_trace(const TraceOptions& o, const std::atomic<bool>& stop) {
     const bool yes = judge(*p, followed.count(p->parent) > 0, rec.fixed.exec_gen);
     if (yes && load.trace_mode && !load.trace_decide) bpf->follow_process(p->key.tgid);
   }
-  if (!missing_pids.empty()) throw std::invalid_argument(fmt::format("--pid {}: no such process", *missing_pids.begin()));
+  if (!missing_pids.empty()) {
+    const uint32_t pid = *missing_pids.begin();
+    if (access(fmt::format("{}/{}", cfg.proc_root, pid).c_str(), F_OK) == 0)
+      throw std::runtime_error(fmt::format(
+          "--pid {}: the kernel's task iterator does not list this process (some kernels skip pid 1); "
+          "follow it by --exe or --comm instead",
+          pid));
+    throw std::invalid_argument(fmt::format("--pid {}: no such process", pid));
+  }
   if (load.trace_mode && !load.trace_decide && !o.pids.empty()) {
     // A process forked between the task walk and the marking above escaped
     // the kernel's inheritance: a second walk finds it.
