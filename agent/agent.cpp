@@ -185,9 +185,6 @@ void Agent::start() {
   s.bpf->attach();
   // Oldest first, so parents are known (and tagged) before their children.
   auto running = s.bpf->running_processes();
-  std::sort(running.begin(), running.end(), [](const ExecRecord& a, const ExecRecord& b) {
-    return a.fixed.proc.start_ns < b.fixed.proc.start_ns;
-  });
   for (const auto& rec : running) s.procs.on_exec(rec);
 
   s.ring = ring_buffer__new(

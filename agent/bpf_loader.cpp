@@ -239,6 +239,9 @@ std::vector<ExecRecord> BpfPrograms::running_processes() {
     if (h.size < sizeof(event_header)) break;
     off += h.size;
   }
+  std::sort(out.begin(), out.end(), [](const ExecRecord& a, const ExecRecord& b) {
+    return a.fixed.proc.start_ns < b.fixed.proc.start_ns;
+  });
   return out;
 }
 

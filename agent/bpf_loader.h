@@ -82,6 +82,7 @@ class BpfPrograms {
   std::vector<std::string> programs() const;
 
   int ring_buffer_fd() const;
+  // Processes running now, oldest first (parents before their children).
   std::vector<ExecRecord> running_processes();
   std::vector<sock_flow> live_sockets();
   std::vector<std::pair<flow_key, flow_counters>> extra_flows();

@@ -6,8 +6,6 @@
 #include <fnmatch.h>
 #include <ftw.h>
 #include <grp.h>
-#include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -427,9 +425,6 @@ int run_trace(const TraceOptions& o, const std::atomic<bool>& stop) {
 
   bpf->attach();
   auto running = bpf->running_processes();
-  std::sort(running.begin(), running.end(), [](const ExecRecord& a, const ExecRecord& b) {
-    return a.fixed.proc.start_ns < b.fixed.proc.start_ns;
-  });
   std::set<uint32_t> missing_pids(o.pids.begin(), o.pids.end());
   for (const auto& rec : running) {
     auto p = procs.on_exec(rec);
@@ -450,9 +445,6 @@ int run_trace(const TraceOptions& o, const std::atomic<bool>& stop) {
     // A process forked between the task walk and the marking above escaped
     // the kernel's inheritance: a second walk finds it.
     auto again = bpf->running_processes();
-    std::sort(again.begin(), again.end(), [](const ExecRecord& a, const ExecRecord& b) {
-      return a.fixed.proc.start_ns < b.fixed.proc.start_ns;
-    });
     for (const auto& rec : again) {
       const ProcKey key{rec.fixed.proc.tgid, rec.fixed.proc.start_ns};
       const ProcKey parent{rec.fixed.parent.tgid, rec.fixed.parent.start_ns};

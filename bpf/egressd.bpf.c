@@ -347,7 +347,7 @@ int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct li
 		e->exec_gen = gen;
 	}
 	procs_set(e->proc.tgid, e->proc.start_ns, &st);
-	if (!(st.flags & (PROC_F_TRACED | PROC_F_UNDECIDED)) && trace_mode)
+	if (trace_mode && !(st.flags & (PROC_F_TRACED | PROC_F_UNDECIDED)))
 		return 0;
 
 	__u32 size = exec_size(e);
@@ -405,7 +405,7 @@ int BPF_PROG(sched_process_exit, struct task_struct *p)
 	e.proc.tgid = BPF_CORE_READ(p, tgid);
 	e.proc.start_ns = task_start_ns(p);
 	e.exit_code = BPF_CORE_READ(p, exit_code);
-	bool emit_it = !trace_mode || trace_decide || traced(e.proc.tgid);
+	bool emit_it = trace_decide || traced(e.proc.tgid); /* traced(): always outside trace_mode */
 
 	bpf_map_delete_elem(&procs, &e.proc.tgid);
 	if (!emit_it)

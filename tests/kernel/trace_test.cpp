@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -238,6 +239,26 @@ class Trace : public ::testing::Test {
     return o;
   }
 
+  // A copy of egressd-traffic named `name` sends `bytes` to a sink while the
+  // original sends 777 bytes to the same sink: the trace (args made from the
+  // copy's path) shows exactly the copy's bytes, and only the copy.
+  Outcome only_the_copy(const std::string& name,
+                        const std::function<std::vector<std::string>(const std::string&)>& args,
+                        uint64_t bytes) {
+    TcpSink sink;
+    const std::string copy = traffic_copy(dir_, name);
+    Outcome o = filtered(args(copy), tcp_cmd(copy, "127.0.0.1", sink.port(), bytes),
+                         tcp_cmd(traffic_bin(), "127.0.0.1", sink.port(), 777));
+    const auto d = destination(o.summary, "127.0.0.1", sink.port(), "tcp");
+    EXPECT_TRUE(d.is_object()) << o.summary.dump(2);
+    if (d.is_object()) {
+      EXPECT_EQ(d["bytes"], bytes);
+      EXPECT_EQ(d["binaries"], nlohmann::json::array({copy}));
+    }
+    for (const auto& e : o.events) EXPECT_EQ(field(e, "process.executable"), copy) << e.dump();
+    return o;
+  }
+
   std::string dir_;
 };
 
@@ -390,49 +411,26 @@ TEST_F(Trace, PidFilterRejectsAMissingProcess) {
 }
 
 TEST_F(Trace, ExeFilter) {
-  TcpSink sink;
-  const std::string copy = traffic_copy(dir_, "trc-exe-copy");
-  auto o = filtered({"--exe", copy}, tcp_cmd(copy, "127.0.0.1", sink.port(), 5000),
-                    tcp_cmd(traffic_bin(), "127.0.0.1", sink.port(), 777));
-  const auto d = destination(o.summary, "127.0.0.1", sink.port(), "tcp");
-  ASSERT_TRUE(d.is_object()) << o.summary.dump(2);
-  EXPECT_EQ(d["bytes"], 5000);
-  EXPECT_EQ(d["binaries"], nlohmann::json::array({copy}));
-  for (const auto& e : o.events) EXPECT_EQ(field(e, "process.executable"), copy) << e.dump();
+  only_the_copy("trc-exe-copy", [](const std::string& copy) { return std::vector<std::string>{"--exe", copy}; },
+                5000);
 }
 
 TEST_F(Trace, ExeFilterGlob) {
-  TcpSink sink;
-  const std::string copy = traffic_copy(dir_, "trc-glob-copy");
-  auto o = filtered({"--exe", "*/trc-glob-*"}, tcp_cmd(copy, "127.0.0.1", sink.port(), 2500),
-                    tcp_cmd(traffic_bin(), "127.0.0.1", sink.port(), 777));
-  const auto d = destination(o.summary, "127.0.0.1", sink.port(), "tcp");
-  ASSERT_TRUE(d.is_object()) << o.summary.dump(2);
-  EXPECT_EQ(d["bytes"], 2500);
-  EXPECT_EQ(d["binaries"], nlohmann::json::array({copy}));
+  only_the_copy("trc-glob-copy", [](const std::string&) { return std::vector<std::string>{"--exe", "*/trc-glob-*"}; },
+                2500);
 }
 
 TEST_F(Trace, CommFilter) {
-  TcpSink sink;
-  const std::string copy = traffic_copy(dir_, "trc-comm-copy");
-  auto o = filtered({"--comm", "trc-comm-*"}, tcp_cmd(copy, "127.0.0.1", sink.port(), 3100),
-                    tcp_cmd(traffic_bin(), "127.0.0.1", sink.port(), 777));
-  const auto d = destination(o.summary, "127.0.0.1", sink.port(), "tcp");
-  ASSERT_TRUE(d.is_object()) << o.summary.dump(2);
-  EXPECT_EQ(d["bytes"], 3100);
-  EXPECT_EQ(d["binaries"], nlohmann::json::array({copy}));
+  only_the_copy("trc-comm-copy", [](const std::string&) { return std::vector<std::string>{"--comm", "trc-comm-*"}; },
+                3100);
 }
 
 TEST_F(Trace, ToolFilter) {
-  TcpSink sink;
-  const std::string copy = traffic_copy(dir_, "trc-tool-copy");
   const std::string cfg = dir_ + "/egressd.yaml";
   std::ofstream(cfg) << "tools:\n  - name: trace-test-tool\n    match: {executables: ['*/trc-tool-copy']}\n";
-  auto o = filtered({"-c", cfg, "--tool", "trace-test-tool"}, tcp_cmd(copy, "127.0.0.1", sink.port(), 6100),
-                    tcp_cmd(traffic_bin(), "127.0.0.1", sink.port(), 777));
-  const auto d = destination(o.summary, "127.0.0.1", sink.port(), "tcp");
-  ASSERT_TRUE(d.is_object()) << o.summary.dump(2);
-  EXPECT_EQ(d["bytes"], 6100);
+  auto o = only_the_copy(
+      "trc-tool-copy",
+      [&](const std::string&) { return std::vector<std::string>{"-c", cfg, "--tool", "trace-test-tool"}; }, 6100);
   for (const auto& e : o.events) EXPECT_EQ(field(e, "egressd.tool"), "trace-test-tool") << e.dump();
 }
 

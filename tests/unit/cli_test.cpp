@@ -20,8 +20,9 @@ struct CliRun {
   std::string out;
 };
 
-CliRun run_egressd(const std::string& args) {
-  std::string cmd = egressd_bin() + " " + args + " 2>&1";
+// prefix: a command egressd runs under (setpriv ...).
+CliRun run_egressd(const std::string& args, const std::string& prefix = "") {
+  std::string cmd = prefix + egressd_bin() + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   CliRun r{-1, ""};
   std::array<char, 4096> buf{};
@@ -81,16 +82,7 @@ TEST(Cli, InvalidConfigNamesFileAndLine) {
 // egressd args without privileges: as root, dropped to nobody (no
 // capabilities); unprivileged, run as is.
 CliRun run_unprivileged(const std::string& args) {
-  const std::string prefix = geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
-  std::string cmd = prefix + egressd_bin() + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  CliRun r{-1, ""};
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return run_egressd(args, geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "");
 }
 
 TEST(Cli, WithoutPrivilegesSaysSoInOneLine) {
