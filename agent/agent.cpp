@@ -149,7 +149,7 @@ void Agent::State::log_agent(const char* action, const char* type) {
   j["egressd"]["metrics"]["address"] = metrics ? metrics->bound_address() : "";
   j["egressd"]["hooks"] = bpf ? bpf->attached() : std::vector<std::string>{};
   if (bpf)
-    for (const auto& note : bpf->bytes_hooks().notes) j["egressd"]["kernel"]["notes"].push_back(note);
+    for (const auto& note : bpf->notes()) j["egressd"]["kernel"]["notes"].push_back(note);
   j["egressd"]["kernel"]["release"] = probe_features(cfg.proc_root).kernel_release;
   j["egressd"]["privileges"]["capabilities"] = privileges_kept.empty() ? "none" : "kept";
   if (!privileges_kept.empty()) j["egressd"]["privileges"]["reason"] = privileges_kept;

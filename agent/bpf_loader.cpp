@@ -7,9 +7,13 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <unordered_set>
 
 #include "egressd_bpf.skel.h"
 
@@ -35,6 +39,16 @@ class Fd {
   int fd_;
 };
 
+bool btf_enum_has(const btf* b, const char* type, const char* value) {
+  int id = btf__find_by_name_kind(b, type, BTF_KIND_ENUM);
+  if (id <= 0) return false;
+  const btf_type* t = btf__type_by_id(b, static_cast<__u32>(id));
+  const struct btf_enum* e = btf_enum(t);
+  for (int i = 0; i < btf_vlen(t); ++i)
+    if (std::strcmp(btf__name_by_offset(b, e[i].name_off), value) == 0) return true;
+  return false;
+}
+
 }  // namespace
 
 LoaderError::LoaderError(const std::string& step, int err)
@@ -43,11 +57,12 @@ LoaderError::LoaderError(const std::string& step, int err)
 constexpr const char* kBytesPrograms[] = {"sock_send_length", "inet_sendmsg_exit", "inet6_sendmsg_exit",
                                           "packet_sendmsg_exit", "inet_sendpage_exit"};
 
-KernelBytesFeatures probe_bytes_features() {
-  KernelBytesFeatures k;
+KernelFeatures probe_kernel_features() {
+  KernelFeatures k;
   btf* vmlinux = btf__load_vmlinux_btf();
   if (!vmlinux) return k;
-  k.sock_send_length = btf__find_by_name_kind(vmlinux, "btf_trace_sock_send_length", BTF_KIND_TYPEDEF) > 0;
+  auto has = [&](const char* name, int kind) { return btf__find_by_name_kind(vmlinux, name, kind) > 0; };
+  k.sock_send_length = has("btf_trace_sock_send_length", BTF_KIND_TYPEDEF);
   int id = btf__find_by_name_kind(vmlinux, "proto_ops", BTF_KIND_STRUCT);
   if (id > 0) {
     const btf_type* t = btf__type_by_id(vmlinux, static_cast<__u32>(id));
@@ -55,18 +70,59 @@ KernelBytesFeatures probe_bytes_features() {
     for (int i = 0; i < btf_vlen(t); ++i)
       if (std::string(btf__name_by_offset(vmlinux, m[i].name_off)) == "sendpage") k.sendpage_op = true;
   }
-  k.packet_sendmsg = btf__find_by_name_kind(vmlinux, "packet_sendmsg", BTF_KIND_FUNC) > 0;
+  k.packet_sendmsg = has("packet_sendmsg", BTF_KIND_FUNC);
   if (!k.packet_sendmsg) {
     if (btf* mod = btf__load_module_btf("af_packet", vmlinux)) {
       k.packet_sendmsg = btf__find_by_name_kind(mod, "packet_sendmsg", BTF_KIND_FUNC) > 0;
       btf__free(mod);
     }
   }
+  k.bpf_loop = btf_enum_has(vmlinux, "bpf_func_id", "BPF_FUNC_loop");
+  k.sock_from_file = btf_enum_has(vmlinux, "bpf_func_id", "BPF_FUNC_sock_from_file");
+  // The kernel function that admits sk_storage into tracing programs came
+  // with that permission (5.11).
+  k.sk_storage_tracing = has("bpf_sk_storage_tracing_allowed", BTF_KIND_FUNC);
   btf__free(vmlinux);
   return k;
 }
 
-BytesHooks choose_bytes_hooks(const KernelBytesFeatures& k, const std::string& mode) {
+StateChoice choose_state(const KernelFeatures& k, const std::string& socket_state, const std::string& path_walk) {
+  StateChoice c;
+  const bool storage_ok = k.sk_storage_tracing && k.sock_from_file;
+  if (socket_state == "auto") {
+    c.socket_hash = !storage_ok;
+  } else if (socket_state == "hash") {
+    c.socket_hash = true;
+  } else if (socket_state == "sk_storage") {
+    if (!storage_ok)
+      throw std::runtime_error(
+          "kernel.socket_state sk_storage: this kernel's tracing programs cannot use sk_storage, or it lacks "
+          "bpf_sock_from_file (Linux before 5.11)");
+  } else {
+    throw std::runtime_error(
+        fmt::format("kernel.socket_state {}: use auto, sk_storage or hash", socket_state));
+  }
+  if (path_walk == "auto") {
+    c.bounded_walk = !k.bpf_loop;
+  } else if (path_walk == "bounded") {
+    c.bounded_walk = true;
+  } else if (path_walk == "bpf_loop") {
+    if (!k.bpf_loop)
+      throw std::runtime_error("kernel.path_walk bpf_loop: this kernel has no bpf_loop helper (Linux before 5.17)");
+  } else {
+    throw std::runtime_error(fmt::format("kernel.path_walk {}: use auto, bpf_loop or bounded", path_walk));
+  }
+  if (c.socket_hash)
+    c.notes.push_back(
+        "AF_PACKET flows end at the agent's next poll after their socket closes; bytes sent on a socket that "
+        "predates the agent count from its first packet on");
+  if (c.bounded_walk)
+    c.notes.push_back(fmt::format("executable paths deeper than {} components are cut (marked truncated)",
+                                  EGRESSD_PATH_DEPTH_BOUNDED));
+  return c;
+}
+
+BytesHooks choose_bytes_hooks(const KernelFeatures& k, const std::string& mode) {
   BytesHooks h;
   std::string m = mode;
   if (m == "auto") m = k.sock_send_length ? "sock_send_length" : "fexit";
@@ -91,7 +147,9 @@ BytesHooks choose_bytes_hooks(const KernelBytesFeatures& k, const std::string& m
 std::unique_ptr<BpfPrograms> BpfPrograms::load(const LoadOptions& opts) {
   std::unique_ptr<BpfPrograms> p(new BpfPrograms());
   p->opts_ = opts;
-  p->bytes_ = choose_bytes_hooks(probe_bytes_features(), opts.bytes_hook);
+  const KernelFeatures kernel = probe_kernel_features();
+  p->bytes_ = choose_bytes_hooks(kernel, opts.bytes_hook);
+  p->state_ = choose_state(kernel, opts.socket_state, opts.path_walk);
   p->skel_ = egressd_bpf__open();
   if (!p->skel_) throw LoaderError("open BPF object", errno);
   egressd_bpf* s = p->skel_;
@@ -100,6 +158,13 @@ std::unique_ptr<BpfPrograms> BpfPrograms::load(const LoadOptions& opts) {
     const bool use = std::find(p->bytes_.programs.begin(), p->bytes_.programs.end(), name) != p->bytes_.programs.end();
     if (prog) bpf_program__set_autoload(prog, use);
   }
+  const bool bounded = p->state_.bounded_walk;
+  bpf_program__set_autoload(s->progs.sched_process_exec, !bounded);
+  bpf_program__set_autoload(s->progs.dump_task, !bounded);
+  bpf_program__set_autoload(s->progs.sched_process_exec_bounded, bounded);
+  bpf_program__set_autoload(s->progs.dump_task_bounded, bounded);
+  bpf_program__set_autoload(s->progs.dump_sock_files, !p->state_.socket_hash);
+  s->rodata->sock_state_hash = p->state_.socket_hash ? 1 : 0;
   s->rodata->ringbuf_wakeup_bytes = opts.ring_wakeup_bytes;
   s->rodata->trace_mode = opts.trace_mode ? 1 : 0;
   s->rodata->trace_decide = opts.trace_decide ? 1 : 0;
@@ -109,6 +174,9 @@ std::unique_ptr<BpfPrograms> BpfPrograms::load(const LoadOptions& opts) {
     throw LoaderError("size process table", -err);
   if (int err = bpf_map__set_max_entries(s->maps.flow_extra, opts.flow_table_entries))
     throw LoaderError("size flow table", -err);
+  // Unused with sk_storage; allocated per entry (BPF_F_NO_PREALLOC) anyway.
+  if (int err = bpf_map__set_max_entries(s->maps.sk_flows_hash, p->state_.socket_hash ? opts.flow_table_entries : 1))
+    throw LoaderError("size socket table", -err);
   if (int err = egressd_bpf__load(s)) {
     const bool fexit = std::find(p->bytes_.programs.begin(), p->bytes_.programs.end(), "inet_sendmsg_exit") !=
                        p->bytes_.programs.end();
@@ -118,14 +186,25 @@ std::unique_ptr<BpfPrograms> BpfPrograms::load(const LoadOptions& opts) {
   return p;
 }
 
+std::vector<std::string> BpfPrograms::notes() const {
+  std::vector<std::string> out = bytes_.notes;
+  out.insert(out.end(), state_.notes.begin(), state_.notes.end());
+  return out;
+}
+
 std::vector<std::pair<std::string, std::string>> BpfPrograms::hook_plan() const {
+  const bool hash = state_.socket_hash;
   std::vector<std::pair<std::string, std::string>> plan = {
       {"process identity", "tp_btf/sched_process_exec,fork,exit + iter/task"},
+      {"executable path", state_.bounded_walk
+                              ? fmt::format("bounded loop, {} components", EGRESSD_PATH_DEPTH_BOUNDED)
+                              : std::string("bpf_loop")},
+      {"socket state", hash ? "hash map by socket cookie" : "sk_storage"},
       {"connects", "cgroup/connect4,connect6 + tp_btf/inet_sock_set_state"},
       {"unconnected destinations", "cgroup/sendmsg4,sendmsg6"},
       {"packets, names", "cgroup_skb/egress,ingress"},
       {"flow end", "cgroup/sock_release"},
-      {"live counters", "iter/task_file"},
+      {"live counters", hash ? "socket hash map, read by the agent" : "iter/task_file"},
   };
   std::string bytes;
   for (const auto& name : bytes_.programs) {
@@ -165,18 +244,22 @@ void BpfPrograms::attach() {
   egressd_bpf* s = skel_;
   // Process identity first: every process that starts from here on is seen
   // by an event, and the task iterator below finds the ones already running.
-  attach_tracing("sched_process_exec", s->progs.sched_process_exec);
+  const bool bounded = state_.bounded_walk;
+  attach_tracing(bounded ? "sched_process_exec_bounded" : "sched_process_exec",
+                 bounded ? s->progs.sched_process_exec_bounded : s->progs.sched_process_exec);
   attach_tracing("sched_process_fork", s->progs.sched_process_fork);
   attach_tracing("sched_process_exit", s->progs.sched_process_exit);
 
-  task_iter_ = bpf_program__attach_iter(s->progs.dump_task, nullptr);
+  task_iter_ = bpf_program__attach_iter(bounded ? s->progs.dump_task_bounded : s->progs.dump_task, nullptr);
   if (!task_iter_) throw LoaderError("attach dump_task (iter/task)", errno);
   links_.push_back(task_iter_);
-  attached_.push_back("dump_task -> iter/task");
-  file_iter_ = bpf_program__attach_iter(s->progs.dump_sock_files, nullptr);
-  if (!file_iter_) throw LoaderError("attach dump_sock_files (iter/task_file)", errno);
-  links_.push_back(file_iter_);
-  attached_.push_back("dump_sock_files -> iter/task_file");
+  attached_.push_back(bounded ? "dump_task_bounded -> iter/task" : "dump_task -> iter/task");
+  if (!state_.socket_hash) {
+    file_iter_ = bpf_program__attach_iter(s->progs.dump_sock_files, nullptr);
+    if (!file_iter_) throw LoaderError("attach dump_sock_files (iter/task_file)", errno);
+    links_.push_back(file_iter_);
+    attached_.push_back("dump_sock_files -> iter/task_file");
+  }
 
   Fd cgroup(open(opts_.cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (cgroup.get() < 0) throw LoaderError(fmt::format("open cgroup {}", opts_.cgroup_path), errno);
@@ -245,10 +328,60 @@ std::vector<ExecRecord> BpfPrograms::running_processes() {
   return out;
 }
 
+namespace {
+
+// Inode numbers of every socket some process holds open, from /proc/*/fd.
+std::unordered_set<uint64_t> open_socket_inodes() {
+  std::unordered_set<uint64_t> out;
+  std::error_code ec;
+  for (const auto& proc : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid = proc.path().filename();
+    if (pid.empty() || !std::isdigit(static_cast<unsigned char>(pid[0]))) continue;
+    std::error_code fd_ec;
+    for (const auto& fd : std::filesystem::directory_iterator(proc.path() / "fd", fd_ec)) {
+      char target[64];
+      ssize_t n = readlink(fd.path().c_str(), target, sizeof(target) - 1);
+      if (n <= 0) continue;
+      target[n] = '\0';
+      unsigned long long ino = 0;
+      if (std::sscanf(target, "socket:[%llu]", &ino) == 1) out.insert(ino);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<sock_flow> BpfPrograms::live_sockets() {
-  std::string data = read_iterator(file_iter_, "socket file");
-  std::vector<sock_flow> out(data.size() / sizeof(sock_flow));
-  std::memcpy(out.data(), data.data(), out.size() * sizeof(sock_flow));
+  if (!state_.socket_hash) {
+    std::string data = read_iterator(file_iter_, "socket file");
+    std::vector<sock_flow> out(data.size() / sizeof(sock_flow));
+    std::memcpy(out.data(), data.data(), out.size() * sizeof(sock_flow));
+    return out;
+  }
+  // The hash store: sock_release deletes inet sockets' entries; AF_PACKET
+  // sockets have no release hook, so the agent ends those no process holds.
+  std::vector<sock_flow> out;
+  std::vector<uint64_t> packet_keys;
+  int fd = bpf_map__fd(skel_->maps.sk_flows_hash);
+  uint64_t key = 0, next = 0;
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    sock_flow f{};
+    if (bpf_map_lookup_elem(fd, &next, &f) == 0 && f.cookie) {
+      out.push_back(f);
+      if (next & SOCK_KEY_PACKET) packet_keys.push_back(next);
+    }
+    key = next;
+    prev = &key;
+  }
+  if (packet_keys.empty()) return out;
+  const auto open = open_socket_inodes();
+  for (uint64_t k : packet_keys) {
+    if (open.count(k & ~SOCK_KEY_PACKET)) continue;
+    bpf_map_delete_elem(fd, &k);
+    std::erase_if(out, [k](const sock_flow& f) { return f.cookie == k; });
+  }
   return out;
 }
 

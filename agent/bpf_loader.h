@@ -29,6 +29,17 @@ class LoaderError : public std::runtime_error {
   int err_;
 };
 
+// What this kernel's BTF says it offers egressd, read once at load.
+struct KernelFeatures {
+  bool sock_send_length = false;    // tracepoint in BTF (6.3+)
+  bool sendpage_op = false;         // struct proto_ops has ->sendpage (before 6.5)
+  bool packet_sendmsg = false;      // AF_PACKET's sendmsg is in BTF (built in or loaded)
+  bool bpf_loop = true;             // helper bpf_loop (5.17+)
+  bool sk_storage_tracing = true;   // tracing programs may use sk_storage (5.11+)
+  bool sock_from_file = true;       // helper bpf_sock_from_file (5.11+)
+};
+KernelFeatures probe_kernel_features();
+
 // Which programs count bytes on this kernel. sock_send_length (6.3+) sees
 // every send path; before it, fexit on the sendmsg of each family egressd
 // counts. Before 6.5 sendfile and splice use ->sendpage, which neither sees,
@@ -37,15 +48,24 @@ struct BytesHooks {
   std::vector<std::string> programs;  // BPF program names to load and attach
   std::vector<std::string> notes;     // what is less exact on this kernel
 };
-struct KernelBytesFeatures {
-  bool sock_send_length = false;  // tracepoint in BTF
-  bool sendpage_op = false;       // struct proto_ops has ->sendpage (before 6.5)
-  bool packet_sendmsg = false;    // AF_PACKET's sendmsg is in BTF (built in or loaded)
-};
-KernelBytesFeatures probe_bytes_features();
 // mode: "auto", "sock_send_length" or "fexit". Throws LoaderError-like
 // std::runtime_error when the mode cannot work on this kernel.
-BytesHooks choose_bytes_hooks(const KernelBytesFeatures& k, const std::string& mode);
+BytesHooks choose_bytes_hooks(const KernelFeatures& k, const std::string& mode);
+
+// Where per-socket state lives and how the executable path is walked.
+// sk_storage needs tracing programs that may use it and bpf_sock_from_file
+// for the live-socket iterator (both 5.11+); else a hash map keyed by socket
+// cookie, which the agent reads itself. The path walk uses bpf_loop (5.17+),
+// else a loop the verifier follows, PATH_DEPTH_BOUNDED components deep.
+struct StateChoice {
+  bool socket_hash = false;
+  bool bounded_walk = false;
+  std::vector<std::string> notes;
+};
+// socket_state: "auto", "sk_storage" or "hash"; path_walk: "auto",
+// "bpf_loop" or "bounded". Throws std::runtime_error when a forced choice
+// cannot work on this kernel.
+StateChoice choose_state(const KernelFeatures& k, const std::string& socket_state, const std::string& path_walk);
 
 struct LoadOptions {
   uint32_t ring_buffer_bytes = 4u << 20;  // mapped twice by libbpf: 8 MB of RSS
@@ -58,7 +78,9 @@ struct LoadOptions {
   // set_trace_state, else following is inherited from marked processes only.
   bool trace_mode = false;
   bool trace_decide = false;
-  std::string bytes_hook = "auto";  // kernel.bytes_hook: auto, sock_send_length, fexit
+  std::string bytes_hook = "auto";    // kernel.bytes_hook: auto, sock_send_length, fexit
+  std::string socket_state = "auto";  // kernel.socket_state: auto, sk_storage, hash
+  std::string path_walk = "auto";     // kernel.path_walk: auto, bpf_loop, bounded
 };
 
 class BpfPrograms {
@@ -76,6 +98,9 @@ class BpfPrograms {
   const std::vector<std::string>& attached() const { return attached_; }
   // The byte-counting choice made at load.
   const BytesHooks& bytes_hooks() const { return bytes_; }
+  const StateChoice& state_choice() const { return state_; }
+  // What is less exact on this kernel than on the newest (bytes, state).
+  std::vector<std::string> notes() const;
   // (job, hook) for every job, for egressd check and egressd_kernel_hook_info.
   std::vector<std::pair<std::string, std::string>> hook_plan() const;
   // "program -> section" for every program in the object, attached or not.
@@ -127,10 +152,11 @@ class BpfPrograms {
   egressd_bpf* skel_ = nullptr;
   std::vector<bpf_link*> links_;
   bpf_link* task_iter_ = nullptr;
-  bpf_link* file_iter_ = nullptr;
+  bpf_link* file_iter_ = nullptr;  // null when socket state is in the hash map
   std::vector<std::string> attached_;
   LoadOptions opts_;
   BytesHooks bytes_;
+  StateChoice state_;
 };
 
 }  // namespace egressd

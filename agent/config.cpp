@@ -1,7 +1,9 @@
 #include "config.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -76,13 +78,20 @@ void load_config_text(const std::string& text, const std::string& name, Config& 
       cfg.poll_interval_ms = 1000 * r.number(f["poll_interval_seconds"], "flows.poll_interval_seconds", 1, 3600);
   }
   if (auto k = root["kernel"]) {
-    r.expect_keys(k, "kernel", {"ring_buffer_bytes", "process_table_entries", "flow_table_entries", "bytes_hook"});
-    if (k["bytes_hook"]) {
-      const std::string v = r.string(k["bytes_hook"], "kernel.bytes_hook");
-      if (v != "auto" && v != "sock_send_length" && v != "fexit")
-        r.fail(k["bytes_hook"], "'kernel.bytes_hook' must be auto, sock_send_length or fexit");
-      cfg.load.bytes_hook = v;
-    }
+    r.expect_keys(k, "kernel",
+                  {"ring_buffer_bytes", "process_table_entries", "flow_table_entries", "bytes_hook", "socket_state",
+                   "path_walk"});
+    auto choice = [&](const char* key, std::initializer_list<const char*> allowed, std::string& out) {
+      if (!k[key]) return;
+      const std::string name = fmt::format("kernel.{}", key);
+      const std::string v = r.string(k[key], name);
+      if (std::find(allowed.begin(), allowed.end(), v) == allowed.end())
+        r.fail(k[key], fmt::format("'{}' must be {}", name, fmt::join(allowed, ", ")));
+      out = v;
+    };
+    choice("bytes_hook", {"auto", "sock_send_length", "fexit"}, cfg.load.bytes_hook);
+    choice("socket_state", {"auto", "sk_storage", "hash"}, cfg.load.socket_state);
+    choice("path_walk", {"auto", "bpf_loop", "bounded"}, cfg.load.path_walk);
     if (k["ring_buffer_bytes"]) {
       auto v = r.number(k["ring_buffer_bytes"], "kernel.ring_buffer_bytes", 1 << 16, 1u << 30);
       if (!is_power_of_two(v)) r.fail(k["ring_buffer_bytes"], "'kernel.ring_buffer_bytes' must be a power of two");

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "events.h"
+
 namespace egressd {
 namespace {
 
@@ -109,20 +111,31 @@ FeatureReport probe_features(const std::string& proc_root) {
   }
   tracepoint("inet_sock_set_state", "TCP connect outcome");
 
-  // bpf_loop is how the executable path walk stays within the verifier's budget.
-  bool has_loop = false;
-  int id = btf__find_by_name_kind(vmlinux, "bpf_func_id", BTF_KIND_ENUM);
-  if (id > 0) {
+  // Optional since each has a fallback (BpfPrograms::load, choose_state).
+  auto helper = [&](const char* name) {
+    int id = btf__find_by_name_kind(vmlinux, "bpf_func_id", BTF_KIND_ENUM);
+    if (id <= 0) return false;
     const btf_type* t = btf__type_by_id(vmlinux, static_cast<__u32>(id));
     const struct btf_enum* e = btf_enum(t);
     for (int i = 0; i < btf_vlen(t); ++i)
-      if (std::string(btf__name_by_offset(vmlinux, e[i].name_off)) == "BPF_FUNC_loop") has_loop = true;
-  }
+      if (std::string(btf__name_by_offset(vmlinux, e[i].name_off)) == name) return true;
+    return false;
+  };
+  const bool has_loop = helper("BPF_FUNC_loop");
   r.checks.push_back({"helper bpf_loop", has_loop,
-                      has_loop ? "executable path walk" : "missing (kernel before 5.17)"});
-  const bool task_file = has_type("bpf_iter__task_file", BTF_KIND_STRUCT);
-  r.checks.push_back({"iter/task_file", task_file,
-                      task_file ? "live socket counters" : "missing (kernel before 5.8)"});
+                      has_loop ? "executable path walk"
+                               : fmt::format("missing (kernel before 5.17): the path walk is a bounded loop, "
+                                             "{} components deep",
+                                             EGRESSD_PATH_DEPTH_BOUNDED),
+                      false});
+  const bool storage = has_type("bpf_sk_storage_tracing_allowed", BTF_KIND_FUNC);
+  const bool from_file = helper("BPF_FUNC_sock_from_file");
+  r.checks.push_back({"sk_storage in tracing", storage && from_file,
+                      storage && from_file
+                          ? "per-socket state freed with the socket; live counters from iter/task_file"
+                          : "missing (kernel before 5.11): per-socket state in a hash map by socket cookie, read "
+                            "by the agent",
+                      false});
   btf__free(vmlinux);
   return r;
 }

@@ -44,11 +44,12 @@ int exit_code_for(const std::exception& e) {
   const bool unusable = what.rfind("privileges:", 0) == 0 || what.rfind("cgroup v2:", 0) == 0 ||
                         what.rfind("kernel BTF:", 0) == 0 || what.rfind("tp_btf/", 0) == 0 ||
                         what.rfind("helper ", 0) == 0 || what.rfind("iter/", 0) == 0 ||
-                        what.rfind("kernel.bytes_hook ", 0) == 0;
+                        what.rfind("kernel.bytes_hook ", 0) == 0 || what.rfind("kernel.socket_state ", 0) == 0 ||
+                        what.rfind("kernel.path_walk ", 0) == 0;
   return unusable ? kExitUnusable : kExitRuntime;
 }
 
-int cmd_check(const std::string& proc_root, bool try_load) {
+int cmd_check(const std::string& proc_root, bool try_load, const egressd::LoadOptions& kernel_opts) {
   using namespace egressd;
   FeatureReport r = probe_features(proc_root);
   fmt::print("egressd {} on Linux {}\n", EGRESSD_VERSION, r.kernel_release);
@@ -57,13 +58,13 @@ int cmd_check(const std::string& proc_root, bool try_load) {
   std::string problem = r.first_problem();
   if (problem.empty() && try_load) {
     try {
-      LoadOptions opts;
+      LoadOptions opts = kernel_opts;
       opts.cgroup_path = r.cgroup2_path;
       auto bpf = BpfPrograms::load(opts);
       fmt::print("  ok   {:<30} {}\n", "BPF programs load", "verifier accepted every program");
       fmt::print("hooks that egressd run uses, per job:\n");
       for (const auto& [job, hook] : bpf->hook_plan()) fmt::print("  {:<26} {}\n", job, hook);
-      for (const auto& note : bpf->bytes_hooks().notes) fmt::print("  note: {}\n", note);
+      for (const auto& note : bpf->notes()) fmt::print("  note: {}\n", note);
       fmt::print("programs:\n");
       for (const auto& h : bpf->programs()) fmt::print("  {}\n", h);
       fmt::print("cgroup hooks attach at {}\n", r.cgroup2_path);
@@ -130,6 +131,10 @@ int main(int argc, char** argv) {
   bool no_load = false;
   auto* check = app.add_subcommand("check", "Report kernel features, privileges and the hooks egressd would use");
   check->add_flag("--no-load", no_load, "Only probe features; do not try to load the BPF programs");
+  std::string check_config;
+  check->add_option("-c,--config", check_config,
+                    "YAML configuration file: its kernel section (forced hooks, sizes) is what gets loaded")
+      ->check(CLI::ExistingFile);
 
   try {
     app.parse(argc, argv);
@@ -142,7 +147,16 @@ int main(int argc, char** argv) {
   }
   libbpf_set_print(libbpf_print);
 
-  if (check->parsed()) return cmd_check("/proc", !no_load);
+  if (check->parsed()) {
+    egressd::Config cfg;
+    try {
+      if (!check_config.empty()) egressd::load_config_file(check_config, cfg);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "egressd: {}\n", e.what());
+      return kExitUsage;
+    }
+    return cmd_check("/proc", !no_load, cfg.load);
+  }
 
   struct sigaction sa {};
   sa.sa_handler = on_signal;

@@ -49,6 +49,15 @@ const volatile __u64 ringbuf_wakeup_bytes = 256 * 1024;
 const volatile __u8 trace_mode = 0;
 const volatile __u8 trace_decide = 0;
 
+/*
+ * Where per-socket state lives. 0: sk_storage, freed with the socket. 1: the
+ * sk_flows_hash map, keyed by socket cookie, for kernels whose tracing
+ * programs may not use sk_storage (before 5.11); sock_release deletes the
+ * entry, and the agent reads live counters from the map. The verifier drops
+ * the branch not taken, so each kernel sees only helpers it has.
+ */
+const volatile __u8 sock_state_hash = 0;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 << 20); /* resized by the agent */
@@ -67,6 +76,18 @@ struct {
 	__type(key, int);
 	__type(value, struct sock_flow);
 } sk_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536); /* resized by the agent */
+	__type(key, __u64);
+	__type(value, struct sock_flow);
+} sk_flows_hash SEC(".maps");
+
+/* A zeroed entry for sk_flows_hash inserts (too large to build on the stack
+ * in every program that creates state). */
+const struct sock_flow zero_flow = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -104,8 +125,21 @@ struct {
 	__type(value, struct payload_event);
 } payload_scratch SEC(".maps");
 
+/* Where the executable path walk is. It lives in the scratch map, not on the
+ * stack: values read back from a map are not tracked exactly, so the
+ * verifier sees one state per step of the bounded walk instead of one per
+ * combination of component lengths (which no budget covers). */
+struct path_walk {
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	__u32 off; /* the path so far is data[off, EGRESSD_PATH_MAX) */
+	__u32 complete;
+};
+
 struct path_buf {
 	char data[EGRESSD_PATH_MAX + NAME_MASK + 1];
+	struct path_walk w;
 };
 
 struct {
@@ -121,6 +155,67 @@ static __always_inline void kstat_inc(__u32 idx)
 
 	if (v)
 		__sync_fetch_and_add(v, 1);
+}
+
+/* The hash store's entry for key (a socket cookie, or SOCK_KEY_PACKET | inode
+ * for an AF_PACKET socket, which has no cookie on kernels that need this). */
+static __always_inline struct sock_flow *hash_state(__u64 key, bool create)
+{
+	struct sock_flow *f;
+
+	if (!key)
+		return NULL;
+	f = bpf_map_lookup_elem(&sk_flows_hash, &key);
+	if (f || !create)
+		return f;
+	bpf_map_update_elem(&sk_flows_hash, &key, &zero_flow, BPF_NOEXIST);
+	f = bpf_map_lookup_elem(&sk_flows_hash, &key);
+	if (!f)
+		kstat_inc(KSTAT_SK_STORAGE_FAIL);
+	return f;
+}
+
+/* Socket state in a cgroup program: ctx is the program's context, which
+ * bpf_get_socket_cookie takes, and sk its socket. */
+static __always_inline struct sock_flow *state_of(void *ctx, struct bpf_sock *sk, bool create)
+{
+	struct sock_flow *f;
+
+	if (sock_state_hash)
+		return hash_state(bpf_get_socket_cookie(ctx), create);
+	if (!create)
+		return bpf_sk_storage_get(&sk_flows, sk, NULL, 0);
+	f = bpf_sk_storage_get(&sk_flows, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!f)
+		kstat_inc(KSTAT_SK_STORAGE_FAIL);
+	return f;
+}
+
+/* The hash store's key for a socket met in a tracing program, which cannot
+ * make a cookie there: the one a cgroup program made, else (AF_PACKET,
+ * which no cgroup hook sees) the socket's inode number. */
+static __always_inline __u64 hash_key_of(struct sock *sk)
+{
+	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+
+	if (cookie || BPF_CORE_READ(sk, __sk_common.skc_family) != AF_PACKET)
+		return cookie;
+	return SOCK_KEY_PACKET | (__u32)BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+}
+
+/* Socket state in a tracing program (a BTF struct sock). */
+static __always_inline struct sock_flow *state_of_sk(struct sock *sk, bool create)
+{
+	struct sock_flow *f;
+
+	if (sock_state_hash)
+		return hash_state(hash_key_of(sk), create);
+	if (!create)
+		return bpf_sk_storage_get(&sk_flows, sk, NULL, 0);
+	f = bpf_sk_storage_get(&sk_flows, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!f)
+		kstat_inc(KSTAT_SK_STORAGE_FAIL);
+	return f;
 }
 
 /* Whether events about process tgid go out (always, outside trace_mode). A
@@ -170,19 +265,13 @@ static __always_inline void current_ident(struct proc_ident *id)
 	id->start_ns = task_start_ns(task);
 }
 
-struct path_walk {
-	struct path_buf *buf;
-	struct dentry *dentry;
-	struct vfsmount *vfsmnt;
-	struct mount *mnt;
-	__u32 off; /* the path so far is buf->data[off, EGRESSD_PATH_MAX) */
-	bool complete;
-};
-
-/* One step of the walk: prepend a component, or cross to the parent mount. */
+/* One step of the walk: prepend a component, or cross to the parent mount.
+ * ctx points to a stack slot holding the scratch buffer (bpf_loop passes
+ * only stack pointers to its callback). */
 static long path_step(__u32 index, void *ctx)
 {
-	struct path_walk *w = ctx;
+	struct path_buf *b = *(struct path_buf **)ctx;
+	struct path_walk *w = &b->w;
 	struct dentry *dentry = w->dentry;
 	struct vfsmount *vfsmnt = w->vfsmnt;
 	struct mount *mnt = w->mnt;
@@ -198,7 +287,7 @@ static long path_step(__u32 index, void *ctx)
 			w->vfsmnt = &mnt_parent->mnt;
 			return 0;
 		}
-		w->complete = true;
+		w->complete = 1;
 		return 1;
 	}
 
@@ -212,10 +301,10 @@ static long path_step(__u32 index, void *ctx)
 	/* Masked again in asm, on the very register passed on: some verifiers
 	 * (6.12) lose the bound of a copy clang makes before the checks above. */
 	asm volatile("%[len] &= %[mask]" : [len] "+r"(len) : [mask] "i"(NAME_MASK));
-	if (bpf_probe_read_kernel(&w->buf->data[off & (EGRESSD_PATH_MAX - 1)], len, name))
+	if (bpf_probe_read_kernel(&b->data[off & (EGRESSD_PATH_MAX - 1)], len, name))
 		kstat_inc(KSTAT_READ_FAIL);
 	off -= 1;
-	w->buf->data[off & (EGRESSD_PATH_MAX - 1)] = '/';
+	b->data[off & (EGRESSD_PATH_MAX - 1)] = '/';
 	w->off = off;
 	w->dentry = parent;
 	return 0;
@@ -226,31 +315,42 @@ static long path_step(__u32 index, void *ctx)
  * the components backwards into a scratch buffer, then copy the result to
  * out. Returns the length written (no terminating NUL).
  */
-static __always_inline __u32 resolve_path(const struct path *path, char *out, __u16 *flags)
+static __always_inline __u32 resolve_path(const struct path *path, char *out, __u16 *flags, bool bounded)
 {
-	__u32 zero = 0;
-	struct path_walk w = {};
+	__u32 zero = 0, off;
+	struct path_buf *b = bpf_map_lookup_elem(&path_scratch, &zero);
 
-	w.buf = bpf_map_lookup_elem(&path_scratch, &zero);
-	w.dentry = BPF_CORE_READ(path, dentry);
-	w.vfsmnt = BPF_CORE_READ(path, mnt);
-	w.mnt = container_of(w.vfsmnt, struct mount, mnt);
-	w.off = EGRESSD_PATH_MAX;
-	if (!w.buf || !w.dentry || !w.vfsmnt)
+	if (!b)
+		return 0;
+	b->w.dentry = BPF_CORE_READ(path, dentry);
+	b->w.vfsmnt = BPF_CORE_READ(path, mnt);
+	b->w.mnt = container_of(b->w.vfsmnt, struct mount, mnt);
+	b->w.off = EGRESSD_PATH_MAX;
+	b->w.complete = 0;
+	if (!b->w.dentry || !b->w.vfsmnt)
 		return 0;
 
-	bpf_loop(PATH_DEPTH_MAX, path_step, &w, 0);
-	if (!w.complete) {
+	if (bounded) {
+		/* No bpf_loop (before 5.17): a loop the verifier follows. */
+#pragma clang loop unroll(disable)
+		for (__u32 i = 0; i < EGRESSD_PATH_DEPTH_BOUNDED; i++)
+			if (path_step(i, &b))
+				break;
+	} else {
+		bpf_loop(PATH_DEPTH_MAX, path_step, &b, 0);
+	}
+	if (!b->w.complete) {
 		*flags |= EXEC_F_EXE_TRUNCATED;
 		kstat_inc(KSTAT_PATH_TRUNCATED);
 	}
-	if (w.off >= EGRESSD_PATH_MAX) {
+	off = b->w.off;
+	if (off >= EGRESSD_PATH_MAX) {
 		out[0] = '/';
 		return 1;
 	}
-	__u32 len = (EGRESSD_PATH_MAX - w.off) & (EGRESSD_PATH_MAX - 1);
+	__u32 len = (EGRESSD_PATH_MAX - off) & (EGRESSD_PATH_MAX - 1);
 
-	bpf_probe_read_kernel(out, len, &w.buf->data[w.off & (EGRESSD_PATH_MAX - 1)]);
+	bpf_probe_read_kernel(out, len, &b->data[off & (EGRESSD_PATH_MAX - 1)]);
 	return len;
 }
 
@@ -298,8 +398,7 @@ static __always_inline void procs_set(__u32 tgid, __u64 start_ns, const struct p
 		kstat_inc(KSTAT_PROC_MAP_FULL);
 }
 
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+static __always_inline int on_exec(struct task_struct *p, struct linux_binprm *bprm, bool bounded)
 {
 	struct exec_event *e = exec_record(p);
 	struct proc_state *old;
@@ -308,7 +407,7 @@ int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct li
 
 	if (!e)
 		return 0;
-	e->exe_len = resolve_path(&bprm->file->f_path, e->data, &e->flags) & (EGRESSD_PATH_MAX - 1);
+	e->exe_len = resolve_path(&bprm->file->f_path, e->data, &e->flags, bounded) & (EGRESSD_PATH_MAX - 1);
 
 	off = e->exe_len & (EGRESSD_PATH_MAX - 1);
 	long n = bpf_probe_read_kernel_str(&e->data[off], EGRESSD_FILENAME_MAX,
@@ -355,6 +454,19 @@ int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct li
 	header_init(&e->hdr, EVENT_EXEC, size);
 	emit(e, size);
 	return 0;
+}
+
+/* The agent loads one of the two: with bpf_loop where the kernel has it. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	return on_exec(p, bprm, false);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sched_process_exec_bounded, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	return on_exec(p, bprm, true);
 }
 
 SEC("tp_btf/sched_process_fork")
@@ -450,12 +562,8 @@ static __always_inline struct sock_flow *flow_of_sock_addr(struct bpf_sock_addr 
 
 	if (!sk)
 		return NULL;
-	f = bpf_sk_storage_get(&sk_flows, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!f) {
-		kstat_inc(KSTAT_SK_STORAGE_FAIL);
-		return NULL;
-	}
-	if (!f->cookie)
+	f = state_of(ctx, sk, true);
+	if (f && !f->cookie)
 		flow_init(f, bpf_get_socket_cookie(ctx), sk->family, sk->type, sk->protocol, 0);
 	return f;
 }
@@ -605,12 +713,8 @@ int sock_create(struct bpf_sock *sk)
 
 	if (!sends_name_destination(sk->family, sk->type, sk->protocol))
 		return 1;
-	f = bpf_sk_storage_get(&sk_flows, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!f) {
-		kstat_inc(KSTAT_SK_STORAGE_FAIL);
-		return 1;
-	}
-	if (!f->cookie)
+	f = state_of(sk, sk, true);
+	if (f && !f->cookie)
 		flow_init(f, bpf_get_socket_cookie(sk), sk->family, sk->type, sk->protocol, 0);
 	return 1;
 }
@@ -623,14 +727,14 @@ static __always_inline struct sock_flow *adopt_sock(struct sock *sk)
 
 	if (family != AF_INET && family != AF_INET6 && family != AF_PACKET)
 		return NULL;
-	f = bpf_sk_storage_get(&sk_flows, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!f) {
-		kstat_inc(KSTAT_SK_STORAGE_FAIL);
+	f = state_of_sk(sk, true);
+	if (!f)
 		return NULL;
-	}
 	if (f->cookie)
 		return f;
-	flow_init(f, bpf_get_socket_cookie(sk), family, BPF_CORE_READ_BITFIELD_PROBED(sk, sk_type),
+	/* bpf_get_socket_cookie takes a struct sock here only from 5.12 on. */
+	flow_init(f, sock_state_hash ? hash_key_of(sk) : bpf_get_socket_cookie(sk), family,
+		  BPF_CORE_READ_BITFIELD_PROBED(sk, sk_type),
 		  BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol), SOCK_F_ADOPTED);
 	if (f->flags & SOCK_F_UNCONNECTED)
 		return f;
@@ -695,7 +799,7 @@ static __always_inline void count_send(struct sock *sk, long ret)
 
 	if (ret <= 0 || !sk)
 		return;
-	f = bpf_sk_storage_get(&sk_flows, sk, NULL, 0);
+	f = state_of_sk(sk, false);
 	if (!f) {
 		f = adopt_sock(sk);
 		if (!f)
@@ -771,7 +875,7 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, con
 
 	if (oldstate != TCP_SYN_SENT)
 		return 0;
-	f = bpf_sk_storage_get(&sk_flows, (struct sock *)sk, NULL, 0);
+	f = state_of_sk((struct sock *)sk, false);
 	if (!f || f->connect_state != CONNECT_PENDING)
 		return 0;
 	if (newstate == TCP_ESTABLISHED) {
@@ -793,7 +897,7 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, con
 SEC("cgroup/sock_release")
 int sock_release(struct bpf_sock *sk)
 {
-	struct sock_flow *f = bpf_sk_storage_get(&sk_flows, sk, NULL, 0);
+	struct sock_flow *f = state_of(sk, sk, false);
 
 	if (!f)
 		return 1;
@@ -807,6 +911,11 @@ int sock_release(struct bpf_sock *sk)
 	}
 	if (f->bytes || f->connect_ns || (f->flags & SOCK_F_EXTRA))
 		emit_close(f, CLOSE_RELEASE);
+	if (sock_state_hash) {
+		__u64 key = bpf_get_socket_cookie(sk);
+
+		bpf_map_delete_elem(&sk_flows_hash, &key);
+	}
 	return 1;
 }
 
@@ -899,7 +1008,7 @@ static __always_inline struct sock_flow *flow_of_skb(struct __sk_buff *skb)
 	sk = bpf_sk_fullsock(sk);
 	if (!sk)
 		return NULL;
-	return bpf_sk_storage_get(&sk_flows, sk, NULL, 0);
+	return state_of(skb, sk, false);
 }
 
 /* Wire bytes per socket; and the destination of raw and ICMP sockets, which
@@ -994,8 +1103,7 @@ int skb_ingress(struct __sk_buff *skb)
 }
 
 /* Processes that already run when the agent starts. */
-SEC("iter/task")
-int dump_task(struct bpf_iter__task *ctx)
+static __always_inline int on_task(struct bpf_iter__task *ctx, bool bounded)
 {
 	struct task_struct *task = ctx->task;
 	struct exec_event *e;
@@ -1009,7 +1117,7 @@ int dump_task(struct bpf_iter__task *ctx)
 	e->flags = EXEC_F_FROM_ITER;
 	exe = BPF_CORE_READ(task, mm, exe_file);
 	if (exe)
-		e->exe_len = resolve_path(&exe->f_path, e->data, &e->flags) &
+		e->exe_len = resolve_path(&exe->f_path, e->data, &e->flags, bounded) &
 			     (EGRESSD_PATH_MAX - 1);
 	struct proc_state *st = bpf_map_lookup_elem(&procs, &e->proc.tgid);
 
@@ -1023,6 +1131,18 @@ int dump_task(struct bpf_iter__task *ctx)
 	header_init(&e->hdr, EVENT_EXEC, size);
 	bpf_seq_write(ctx->meta->seq, e, size);
 	return 0;
+}
+
+SEC("iter/task")
+int dump_task(struct bpf_iter__task *ctx)
+{
+	return on_task(ctx, false);
+}
+
+SEC("iter/task")
+int dump_task_bounded(struct bpf_iter__task *ctx)
+{
+	return on_task(ctx, true);
 }
 
 /*

@@ -141,6 +141,15 @@ struct sock_flow {
 	__u32 _pad;
 };
 
+/* Components of an executable path walked on kernels without bpf_loop (a
+ * loop the verifier follows step by step); deeper paths are cut. */
+#define EGRESSD_PATH_DEPTH_BOUNDED 32
+
+/* sock_state_hash: an AF_PACKET socket's key (and cookie) is this bit with
+ * its inode number: no cgroup hook sees it, and tracing programs on the
+ * kernels that need the hash store cannot make it a cookie. */
+#define SOCK_KEY_PACKET (1ULL << 63)
+
 #define SOCK_F_UNCONNECTED (1 << 0) /* sends name their destination (sendto) */
 #define SOCK_F_ADOPTED (1 << 1)     /* first seen at a send: predates agent or accepted */
 #define SOCK_F_CONNECTED (1 << 2)   /* connect() gave it a destination */

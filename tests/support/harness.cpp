@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -62,6 +63,34 @@ static std::string slurp(const std::string& path) {
   return ss.str();
 }
 
+// EGRESSD_TEST_KERNEL: YAML lines for the agent's kernel section (e.g.
+// "socket_state: hash"), so one suite runs again on a fallback path of this
+// kernel (ctest kernel_fallbacks). Merged into the test's own config file, or
+// into one written here.
+static void with_kernel_overrides(std::vector<std::string>& args, const std::string& dir) {
+  const char* env = std::getenv("EGRESSD_TEST_KERNEL");
+  if (!env || !*env) return;
+  std::string keys;
+  std::istringstream lines(env);
+  for (std::string line; std::getline(lines, line);)
+    if (!line.empty()) keys += "  " + line + "\n";
+  std::string text;
+  auto it = std::find_if(args.begin(), args.end(), [](const std::string& a) { return a == "-c" || a == "--config"; });
+  if (it != args.end() && it + 1 != args.end()) text = slurp(*(it + 1));
+  if (size_t k = text.find("\nkernel:\n"); k != std::string::npos)
+    text.insert(k + 9, keys);
+  else if (text.rfind("kernel:\n", 0) == 0)
+    text.insert(8, keys);
+  else
+    text += "\nkernel:\n" + keys;
+  const std::string path = dir + "/kernel-overrides.yaml";
+  std::ofstream(path) << text;
+  if (it != args.end() && it + 1 != args.end())
+    *(it + 1) = path;
+  else
+    args.insert(args.end(), {"-c", path});
+}
+
 AgentProcess::AgentProcess(std::vector<std::string> extra_args, std::string log_path) {
   char tmpl[] = "/tmp/egressd-test-XXXXXX";
   dir_ = mkdtemp(tmpl);
@@ -69,6 +98,7 @@ AgentProcess::AgentProcess(std::vector<std::string> extra_args, std::string log_
   err_path_ = dir_ + "/stderr.txt";
   std::vector<std::string> args = {egressd_bin(), "run", "--log-file", log_path_,
                                    "--metrics-addr", "127.0.0.1:0"};
+  with_kernel_overrides(extra_args, dir_);
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   pid_ = fork();
   if (pid_ == 0) {

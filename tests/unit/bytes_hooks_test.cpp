@@ -10,25 +10,25 @@ namespace {
 using Programs = std::vector<std::string>;
 
 TEST(BytesHooks, TracepointWhereTheKernelHasIt) {  // 6.5 and later
-  KernelBytesFeatures k{.sock_send_length = true, .sendpage_op = false, .packet_sendmsg = true};
+  KernelFeatures k{.sock_send_length = true, .sendpage_op = false, .packet_sendmsg = true};
   auto h = choose_bytes_hooks(k, "auto");
   EXPECT_EQ(h.programs, Programs{"sock_send_length"});
   EXPECT_TRUE(h.notes.empty());
 }
 
 TEST(BytesHooks, TracepointPlusSendpageBefore6_5) {  // 6.3, 6.4: sendfile and splice skip the tracepoint
-  KernelBytesFeatures k{.sock_send_length = true, .sendpage_op = true, .packet_sendmsg = true};
+  KernelFeatures k{.sock_send_length = true, .sendpage_op = true, .packet_sendmsg = true};
   EXPECT_EQ(choose_bytes_hooks(k, "auto").programs, (Programs{"sock_send_length", "inet_sendpage_exit"}));
 }
 
 TEST(BytesHooks, FexitBefore6_3) {  // 5.10, 6.1
-  KernelBytesFeatures k{.sock_send_length = false, .sendpage_op = true, .packet_sendmsg = true};
+  KernelFeatures k{.sock_send_length = false, .sendpage_op = true, .packet_sendmsg = true};
   EXPECT_EQ(choose_bytes_hooks(k, "auto").programs,
             (Programs{"inet_sendmsg_exit", "inet6_sendmsg_exit", "packet_sendmsg_exit", "inet_sendpage_exit"}));
 }
 
 TEST(BytesHooks, FexitWithoutAfPacketSaysWhatIsNotCounted) {
-  KernelBytesFeatures k{.sock_send_length = false, .sendpage_op = true, .packet_sendmsg = false};
+  KernelFeatures k{.sock_send_length = false, .sendpage_op = true, .packet_sendmsg = false};
   auto h = choose_bytes_hooks(k, "auto");
   EXPECT_EQ(h.programs, (Programs{"inet_sendmsg_exit", "inet6_sendmsg_exit", "inet_sendpage_exit"}));
   ASSERT_EQ(h.notes.size(), 1u);
@@ -36,10 +36,10 @@ TEST(BytesHooks, FexitWithoutAfPacketSaysWhatIsNotCounted) {
 }
 
 TEST(BytesHooks, ForcedChoices) {
-  KernelBytesFeatures modern{.sock_send_length = true, .sendpage_op = false, .packet_sendmsg = true};
+  KernelFeatures modern{.sock_send_length = true, .sendpage_op = false, .packet_sendmsg = true};
   EXPECT_EQ(choose_bytes_hooks(modern, "fexit").programs,
             (Programs{"inet_sendmsg_exit", "inet6_sendmsg_exit", "packet_sendmsg_exit"}));
-  KernelBytesFeatures old{.sock_send_length = false, .sendpage_op = true, .packet_sendmsg = true};
+  KernelFeatures old{.sock_send_length = false, .sendpage_op = true, .packet_sendmsg = true};
   try {
     choose_bytes_hooks(old, "sock_send_length");
     FAIL() << "chose a tracepoint the kernel lacks";
@@ -54,13 +54,76 @@ TEST(BytesHooks, ThisKernel) {
   // The probe reads the running kernel's BTF; on the development machine
   // (6.18) the tracepoint is there and ->sendpage is gone.
   // Elsewhere (an older kernel), the fallback is chosen instead.
-  KernelBytesFeatures k = probe_bytes_features();
+  KernelFeatures k = probe_kernel_features();
   const auto programs = choose_bytes_hooks(k, "auto").programs;
   if (k.sock_send_length) {
     EXPECT_FALSE(k.sendpage_op);
     EXPECT_EQ(programs, Programs{"sock_send_length"});
   } else {
     EXPECT_EQ(programs.front(), "inet_sendmsg_exit");
+  }
+}
+
+TEST(StateChoice, SkStorageAndBpfLoopWhereTheKernelHasThem) {  // 5.17 and later
+  KernelFeatures k;
+  auto c = choose_state(k, "auto", "auto");
+  EXPECT_FALSE(c.socket_hash);
+  EXPECT_FALSE(c.bounded_walk);
+  EXPECT_TRUE(c.notes.empty());
+}
+
+TEST(StateChoice, HashStoreAndBoundedWalkBefore5_11) {  // 5.10
+  KernelFeatures k{.bpf_loop = false, .sk_storage_tracing = false, .sock_from_file = false};
+  auto c = choose_state(k, "auto", "auto");
+  EXPECT_TRUE(c.socket_hash);
+  EXPECT_TRUE(c.bounded_walk);
+  ASSERT_EQ(c.notes.size(), 2u);
+  EXPECT_EQ(c.notes[1], "executable paths deeper than 32 components are cut (marked truncated)");
+}
+
+TEST(StateChoice, BoundedWalkAloneBefore5_17) {  // 5.11 to 5.16
+  KernelFeatures k{.bpf_loop = false};
+  auto c = choose_state(k, "auto", "auto");
+  EXPECT_FALSE(c.socket_hash);
+  EXPECT_TRUE(c.bounded_walk);
+}
+
+TEST(StateChoice, HashStoreWhenEitherHalfOfSkStorageIsMissing) {
+  EXPECT_TRUE(choose_state(KernelFeatures{.sk_storage_tracing = false}, "auto", "auto").socket_hash);
+  EXPECT_TRUE(choose_state(KernelFeatures{.sock_from_file = false}, "auto", "auto").socket_hash);
+}
+
+TEST(StateChoice, ForcedChoices) {
+  KernelFeatures modern;
+  auto c = choose_state(modern, "hash", "bounded");
+  EXPECT_TRUE(c.socket_hash);
+  EXPECT_TRUE(c.bounded_walk);
+  KernelFeatures old{.bpf_loop = false, .sk_storage_tracing = false, .sock_from_file = false};
+  try {
+    choose_state(old, "sk_storage", "auto");
+    FAIL() << "chose sk_storage where tracing programs cannot use it";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(),
+                 "kernel.socket_state sk_storage: this kernel's tracing programs cannot use sk_storage, or it "
+                 "lacks bpf_sock_from_file (Linux before 5.11)");
+  }
+  try {
+    choose_state(old, "auto", "bpf_loop");
+    FAIL() << "chose bpf_loop where the kernel lacks it";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "kernel.path_walk bpf_loop: this kernel has no bpf_loop helper (Linux before 5.17)");
+  }
+  EXPECT_THROW(choose_state(modern, "array", "auto"), std::runtime_error);
+  EXPECT_THROW(choose_state(modern, "auto", "unrolled"), std::runtime_error);
+}
+
+TEST(StateChoice, ThisKernel) {
+  // 6.18 here: every feature the newest path needs is in its BTF.
+  KernelFeatures k = probe_kernel_features();
+  if (k.sock_send_length) {
+    EXPECT_TRUE(k.bpf_loop);
+    EXPECT_TRUE(k.sk_storage_tracing);
+    EXPECT_TRUE(k.sock_from_file);
   }
 }
 
