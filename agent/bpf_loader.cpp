@@ -54,8 +54,22 @@ bool btf_enum_has(const btf* b, const char* type, const char* value) {
 LoaderError::LoaderError(const std::string& step, int err)
     : std::runtime_error(fmt::format("{}: {}", step, err_text(err))), err_(err) {}
 
-constexpr const char* kBytesPrograms[] = {"sock_send_length", "inet_sendmsg_exit", "inet6_sendmsg_exit",
-                                          "packet_sendmsg_exit", "inet_sendpage_exit"};
+constexpr const char* kBytesPrograms[] = {
+    "sock_send_length",      "inet_sendmsg_exit",      "inet6_sendmsg_exit",      "packet_sendmsg_exit",
+    "inet_sendpage_exit",    "inet_sendmsg_kprobe",    "inet_sendmsg_kretprobe",  "inet6_sendmsg_kprobe",
+    "inet6_sendmsg_kretprobe", "packet_sendmsg_kprobe", "packet_sendmsg_kretprobe", "inet_sendpage_kprobe",
+    "inet_sendpage_kretprobe"};
+
+static bool uses(const BytesHooks& h, const char* program) {
+  return std::find(h.programs.begin(), h.programs.end(), program) != h.programs.end();
+}
+
+// Whether this kernel can attach kprobes (perf PMU or tracefs).
+static bool kprobes_configured() {
+  return access("/sys/bus/event_source/devices/kprobe/type", F_OK) == 0 ||
+         access("/sys/kernel/tracing/kprobe_events", F_OK) == 0 ||
+         access("/sys/kernel/debug/tracing/kprobe_events", F_OK) == 0;
+}
 
 KernelFeatures probe_kernel_features() {
   KernelFeatures k;
@@ -82,15 +96,21 @@ KernelFeatures probe_kernel_features() {
   // The kernel function that admits sk_storage into tracing programs came
   // with that permission (5.11).
   k.sk_storage_tracing = has("bpf_sk_storage_tracing_allowed", BTF_KIND_FUNC);
+  k.kprobes = kprobes_configured();
   btf__free(vmlinux);
   return k;
 }
 
-StateChoice choose_state(const KernelFeatures& k, const std::string& socket_state, const std::string& path_walk) {
+StateChoice choose_state(const KernelFeatures& k, const std::string& socket_state, const std::string& path_walk,
+                         bool bytes_need_hash) {
   StateChoice c;
   const bool storage_ok = k.sk_storage_tracing && k.sock_from_file;
+  if (bytes_need_hash && socket_state == "sk_storage")
+    throw std::runtime_error(
+        "kernel.socket_state sk_storage: kprobe programs cannot use sk_storage (kernel.bytes_hook kprobe needs "
+        "the hash store)");
   if (socket_state == "auto") {
-    c.socket_hash = !storage_ok;
+    c.socket_hash = !storage_ok || bytes_need_hash;
   } else if (socket_state == "hash") {
     c.socket_hash = true;
   } else if (socket_state == "sk_storage") {
@@ -126,37 +146,69 @@ BytesHooks choose_bytes_hooks(const KernelFeatures& k, const std::string& mode) 
   BytesHooks h;
   std::string m = mode;
   if (m == "auto") m = k.sock_send_length ? "sock_send_length" : "fexit";
+  h.mode = m;
+  auto families = [&](const char* suffix) {
+    for (const char* f : {"inet_sendmsg", "inet6_sendmsg"}) h.programs.push_back(fmt::format("{}_{}", f, suffix));
+    if (k.packet_sendmsg)
+      h.programs.push_back(fmt::format("packet_sendmsg_{}", suffix));
+    else
+      h.notes.push_back("AF_PACKET bytes are not counted: packet_sendmsg is not in the kernel's BTF");
+    if (k.sendpage_op) h.programs.push_back(fmt::format("inet_sendpage_{}", suffix));
+  };
   if (m == "sock_send_length") {
     if (!k.sock_send_length)
       throw std::runtime_error(
           "kernel.bytes_hook sock_send_length: this kernel has no tp_btf/sock_send_length (Linux before 6.3)");
     h.programs.push_back("sock_send_length");
+    if (k.sendpage_op) h.programs.push_back("inet_sendpage_exit");
   } else if (m == "fexit") {
-    h.programs = {"inet_sendmsg_exit", "inet6_sendmsg_exit"};
-    if (k.packet_sendmsg)
-      h.programs.push_back("packet_sendmsg_exit");
-    else
-      h.notes.push_back("AF_PACKET bytes are not counted: packet_sendmsg is not in the kernel's BTF");
+    families("exit");
+  } else if (m == "kprobe") {
+    if (!k.kprobes)
+      throw std::runtime_error(
+          "kernel.bytes_hook kprobe: this kernel has no kprobes (built without CONFIG_KPROBE_EVENTS)");
+    families("kprobe");
+    // The return probes, in the same order.
+    const size_t n = h.programs.size();
+    for (size_t i = 0; i < n; ++i) {
+      std::string ret = h.programs[i];
+      ret.replace(ret.size() - 6, 6, "kretprobe");
+      h.programs.push_back(ret);
+    }
+    h.needs_hash = true;
   } else {
-    throw std::runtime_error(fmt::format("kernel.bytes_hook {}: use auto, sock_send_length or fexit", mode));
+    throw std::runtime_error(fmt::format("kernel.bytes_hook {}: use auto, sock_send_length, fexit or kprobe", mode));
   }
-  if (k.sendpage_op) h.programs.push_back("inet_sendpage_exit");
   return h;
 }
 
 std::unique_ptr<BpfPrograms> BpfPrograms::load(const LoadOptions& opts) {
+  const KernelFeatures kernel = probe_kernel_features();
+  BytesHooks bytes = choose_bytes_hooks(kernel, opts.bytes_hook);
+  try {
+    return load_with(opts, bytes, choose_state(kernel, opts.socket_state, opts.path_walk, bytes.needs_hash));
+  } catch (const LoaderError& e) {
+    // fexit needs BPF trampolines, which BTF does not reveal: where they are
+    // missing and kprobes are configured, auto counts with kprobes instead.
+    if (opts.bytes_hook != "auto" || bytes.mode != "fexit" || !kernel.kprobes) throw;
+    BytesHooks kprobes = choose_bytes_hooks(kernel, "kprobe");
+    kprobes.notes.push_back(fmt::format("fexit did not load ({}): bytes are counted with kprobes", e.what()));
+    return load_with(opts, kprobes, choose_state(kernel, opts.socket_state, opts.path_walk, true));
+  }
+}
+
+std::unique_ptr<BpfPrograms> BpfPrograms::load_with(const LoadOptions& opts, const BytesHooks& bytes,
+                                                    const StateChoice& state) {
   std::unique_ptr<BpfPrograms> p(new BpfPrograms());
   p->opts_ = opts;
-  const KernelFeatures kernel = probe_kernel_features();
-  p->bytes_ = choose_bytes_hooks(kernel, opts.bytes_hook);
-  p->state_ = choose_state(kernel, opts.socket_state, opts.path_walk);
+  p->bytes_ = bytes;
+  p->state_ = state;
   p->skel_ = egressd_bpf__open();
   if (!p->skel_) throw LoaderError("open BPF object", errno);
   egressd_bpf* s = p->skel_;
   for (const char* name : kBytesPrograms) {
     bpf_program* prog = bpf_object__find_program_by_name(s->obj, name);
-    const bool use = std::find(p->bytes_.programs.begin(), p->bytes_.programs.end(), name) != p->bytes_.programs.end();
-    if (prog) bpf_program__set_autoload(prog, use);
+    if (prog) bpf_program__set_autoload(prog, uses(p->bytes_, name));
   }
   const bool bounded = p->state_.bounded_walk;
   bpf_program__set_autoload(s->progs.sched_process_exec, !bounded);
@@ -178,9 +230,8 @@ std::unique_ptr<BpfPrograms> BpfPrograms::load(const LoadOptions& opts) {
   if (int err = bpf_map__set_max_entries(s->maps.sk_flows_hash, p->state_.socket_hash ? opts.flow_table_entries : 1))
     throw LoaderError("size socket table", -err);
   if (int err = egressd_bpf__load(s)) {
-    const bool fexit = std::find(p->bytes_.programs.begin(), p->bytes_.programs.end(), "inet_sendmsg_exit") !=
-                       p->bytes_.programs.end();
-    if (fexit) throw LoaderError("load BPF programs (bytes counted with fexit on the families' sendmsg)", -err);
+    if (p->bytes_.mode == "fexit")
+      throw LoaderError("load BPF programs (bytes counted with fexit on the families' sendmsg)", -err);
     throw LoaderError("load BPF programs", -err);
   }
   return p;
@@ -208,15 +259,16 @@ std::vector<std::pair<std::string, std::string>> BpfPrograms::hook_plan() const 
   };
   std::string bytes;
   for (const auto& name : bytes_.programs) {
-    if (name == "inet_sendpage_exit") continue;
+    if (name.rfind("inet_sendpage_", 0) == 0) continue;
     bpf_program* prog = bpf_object__find_program_by_name(skel_->obj, name.c_str());
     if (!bytes.empty()) bytes += ",";
     bytes += prog ? bpf_program__section_name(prog) : name;
   }
   plan.emplace_back("bytes", bytes);
-  const bool sendpage = std::find(bytes_.programs.begin(), bytes_.programs.end(), "inet_sendpage_exit") !=
-                        bytes_.programs.end();
-  plan.emplace_back("sendfile and splice", sendpage ? "fexit/inet_sendpage" : "same as bytes");
+  const char* sendpage = uses(bytes_, "inet_sendpage_exit")     ? "fexit/inet_sendpage"
+                         : uses(bytes_, "inet_sendpage_kprobe") ? "kprobe,kretprobe/inet_sendpage"
+                                                                : "same as bytes";
+  plan.emplace_back("sendfile and splice", sendpage);
   return plan;
 }
 

@@ -37,6 +37,7 @@ struct KernelFeatures {
   bool bpf_loop = true;             // helper bpf_loop (5.17+)
   bool sk_storage_tracing = true;   // tracing programs may use sk_storage (5.11+)
   bool sock_from_file = true;       // helper bpf_sock_from_file (5.11+)
+  bool kprobes = false;             // kprobes can be attached (perf PMU or tracefs)
 };
 KernelFeatures probe_kernel_features();
 
@@ -44,11 +45,17 @@ KernelFeatures probe_kernel_features();
 // every send path; before it, fexit on the sendmsg of each family egressd
 // counts. Before 6.5 sendfile and splice use ->sendpage, which neither sees,
 // so fexit on inet_sendpage is added there.
+//
+// Where neither loads (no BPF trampolines) but kprobes are configured, a
+// kprobe and a kretprobe on each of those functions; kprobe programs cannot
+// use sk_storage, so they need the hash store (StateChoice).
 struct BytesHooks {
+  std::string mode;                   // sock_send_length, fexit or kprobe
   std::vector<std::string> programs;  // BPF program names to load and attach
   std::vector<std::string> notes;     // what is less exact on this kernel
+  bool needs_hash = false;            // programs that cannot use sk_storage
 };
-// mode: "auto", "sock_send_length" or "fexit". Throws LoaderError-like
+// mode: "auto", "sock_send_length", "fexit" or "kprobe". Throws LoaderError-like
 // std::runtime_error when the mode cannot work on this kernel.
 BytesHooks choose_bytes_hooks(const KernelFeatures& k, const std::string& mode);
 
@@ -65,7 +72,8 @@ struct StateChoice {
 // socket_state: "auto", "sk_storage" or "hash"; path_walk: "auto",
 // "bpf_loop" or "bounded". Throws std::runtime_error when a forced choice
 // cannot work on this kernel.
-StateChoice choose_state(const KernelFeatures& k, const std::string& socket_state, const std::string& path_walk);
+StateChoice choose_state(const KernelFeatures& k, const std::string& socket_state, const std::string& path_walk,
+                         bool bytes_need_hash = false);
 
 struct LoadOptions {
   uint32_t ring_buffer_bytes = 4u << 20;  // mapped twice by libbpf: 8 MB of RSS
@@ -78,14 +86,16 @@ struct LoadOptions {
   // set_trace_state, else following is inherited from marked processes only.
   bool trace_mode = false;
   bool trace_decide = false;
-  std::string bytes_hook = "auto";    // kernel.bytes_hook: auto, sock_send_length, fexit
+  std::string bytes_hook = "auto";    // kernel.bytes_hook: auto, sock_send_length, fexit, kprobe
   std::string socket_state = "auto";  // kernel.socket_state: auto, sk_storage, hash
   std::string path_walk = "auto";     // kernel.path_walk: auto, bpf_loop, bounded
 };
 
 class BpfPrograms {
  public:
-  // Opens and loads (verifies) every program. Throws LoaderError.
+  // Opens and loads (verifies) every program. Throws LoaderError. With
+  // kernel.bytes_hook auto, a kernel whose fexit programs do not load gets
+  // kprobes instead where it has them.
   static std::unique_ptr<BpfPrograms> load(const LoadOptions& opts);
   ~BpfPrograms();
   BpfPrograms(const BpfPrograms&) = delete;
@@ -145,6 +155,8 @@ class BpfPrograms {
 
  private:
   BpfPrograms() = default;
+  static std::unique_ptr<BpfPrograms> load_with(const LoadOptions& opts, const BytesHooks& bytes,
+                                                const StateChoice& state);
   void attach_tracing(const char* name, struct bpf_program* prog);
   void attach_cgroup(const char* name, struct bpf_program* prog, int cgroup_fd);
   std::string read_iterator(struct bpf_link* link, const char* what);

@@ -89,7 +89,7 @@ void load_config_text(const std::string& text, const std::string& name, Config& 
         r.fail(k[key], fmt::format("'{}' must be {}", name, fmt::join(allowed, ", ")));
       out = v;
     };
-    choice("bytes_hook", {"auto", "sock_send_length", "fexit"}, cfg.load.bytes_hook);
+    choice("bytes_hook", {"auto", "sock_send_length", "fexit", "kprobe"}, cfg.load.bytes_hook);
     choice("socket_state", {"auto", "sk_storage", "hash"}, cfg.load.socket_state);
     choice("path_walk", {"auto", "bpf_loop", "bounded"}, cfg.load.path_walk);
     if (k["ring_buffer_bytes"]) {

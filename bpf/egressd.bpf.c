@@ -867,6 +867,98 @@ int BPF_PROG(inet_sendpage_exit, struct socket *sock, struct page *page, int off
 }
 #endif
 
+/*
+ * Kernels where neither the tracepoint nor fexit loads (no BPF trampoline:
+ * CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS off, or an architecture without
+ * it) but kprobes are configured: the entry probe notes the socket per
+ * thread, the return probe counts what the function returned. kprobe
+ * programs cannot use sk_storage, so the agent pairs them with the hash
+ * store (sock_state_hash).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);   /* tid */
+	__type(value, __u64); /* struct sock * */
+} kprobe_send_sk SEC(".maps");
+
+static __always_inline void kprobe_send_enter(struct socket *sock)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 sk = (__u64)BPF_CORE_READ(sock, sk);
+
+	bpf_map_update_elem(&kprobe_send_sk, &tid, &sk, BPF_ANY);
+}
+
+static __always_inline void kprobe_send_return(long ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 *sk = bpf_map_lookup_elem(&kprobe_send_sk, &tid);
+
+	if (!sk)
+		return;
+	struct sock *s = (struct sock *)*sk;
+
+	bpf_map_delete_elem(&kprobe_send_sk, &tid);
+	count_send(s, ret);
+}
+
+SEC("kprobe/inet_sendmsg")
+int BPF_KPROBE(inet_sendmsg_kprobe, struct socket *sock)
+{
+	kprobe_send_enter(sock);
+	return 0;
+}
+
+SEC("kretprobe/inet_sendmsg")
+int BPF_KRETPROBE(inet_sendmsg_kretprobe, int ret)
+{
+	kprobe_send_return(ret);
+	return 0;
+}
+
+SEC("kprobe/inet6_sendmsg")
+int BPF_KPROBE(inet6_sendmsg_kprobe, struct socket *sock)
+{
+	kprobe_send_enter(sock);
+	return 0;
+}
+
+SEC("kretprobe/inet6_sendmsg")
+int BPF_KRETPROBE(inet6_sendmsg_kretprobe, int ret)
+{
+	kprobe_send_return(ret);
+	return 0;
+}
+
+SEC("kprobe/packet_sendmsg")
+int BPF_KPROBE(packet_sendmsg_kprobe, struct socket *sock)
+{
+	kprobe_send_enter(sock);
+	return 0;
+}
+
+SEC("kretprobe/packet_sendmsg")
+int BPF_KRETPROBE(packet_sendmsg_kretprobe, int ret)
+{
+	kprobe_send_return(ret);
+	return 0;
+}
+
+SEC("kprobe/inet_sendpage")
+int BPF_KPROBE(inet_sendpage_kprobe, struct socket *sock)
+{
+	kprobe_send_enter(sock);
+	return 0;
+}
+
+SEC("kretprobe/inet_sendpage")
+int BPF_KRETPROBE(inet_sendpage_kretprobe, long ret)
+{
+	kprobe_send_return(ret);
+	return 0;
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
 {

@@ -53,6 +53,14 @@ rc=$?
 tail -n 5 /tmp/python-check.txt
 echo "@@matrix end python rc=$rc t=$(cut -d' ' -f1 /proc/uptime)"
 
+# --kernel-config: a forced kernel section for egressd check and the tests'
+# agents (tests/support/harness.cpp reads EGRESSD_TEST_KERNEL).
+if [ -n "$KERNEL_CONFIG" ]; then
+  { echo "kernel:"; echo "$KERNEL_CONFIG" | sed 's/^/  /'; } >/tmp/kernel-config.yaml
+  export EGRESSD_CHECK_CONFIG=/tmp/kernel-config.yaml
+  export EGRESSD_TEST_KERNEL="$KERNEL_CONFIG"
+fi
+
 sh /usr/libexec/egressd-matrix/probe.sh
 
 if [ -n "$TEST_FILTER" ]; then

@@ -13,6 +13,9 @@
 #   --filter F       gtest filter (default: the suites of
 #                    tests/kernel/data_path_test.cpp but its 1 ms test,
 #                    which emulation is too slow for); "" runs no tests
+#   --kernel-config Y  YAML lines for the agent's `kernel:` section, e.g.
+#                    "bytes_hook: kprobe": egressd check and the tests'
+#                    agents run with them inside the VMs (a fallback path)
 #   --timeout S      wall-clock limit per VM (default 480)
 #   --results FILE   the generated Markdown (default docs/kernels/matrix-results.md)
 #   --refresh        look for newer kernels (default: reuse the cached .debs)
@@ -38,6 +41,7 @@ BUILD=$ROOT/build
 # The data path suites, less the one test that times a process to under 1 ms:
 # under emulation no process is that fast.
 FILTER='DataPath.*:Methods/TcpSendPaths.*:Families/UdpFamilies.*:Shutdown.*-DataPath.ProcessThatLivesUnderAMillisecondIsNamed'
+KERNEL_CONFIG=""
 TIMEOUT=480
 RESULTS=$ROOT/docs/kernels/matrix-results.md
 REFRESH=0
@@ -58,6 +62,7 @@ while (($#)); do
     --kernels) KERNELS=$2; shift 2 ;;
     --build) BUILD=$2; shift 2 ;;
     --filter) FILTER=$2; shift 2 ;;
+    --kernel-config) KERNEL_CONFIG=$2; shift 2 ;;
     --timeout) TIMEOUT=$2; shift 2 ;;
     --results) RESULTS=$2; shift 2 ;;
     --refresh) REFRESH=1; shift ;;
@@ -71,6 +76,7 @@ for k in $KERNELS; do
   [[ -n ${RELEASE[$k]:-} ]] || { echo "matrix: no Debian release known for kernel $k (know: ${!RELEASE[*]})" >&2; exit 2; }
 done
 [[ $FILTER != *"'"* ]] || { echo "matrix: the filter may not contain a single quote" >&2; exit 2; }
+[[ $KERNEL_CONFIG != *"'"* ]] || { echo "matrix: --kernel-config may not contain a single quote" >&2; exit 2; }
 if ! [[ $TIMEOUT =~ ^[0-9]+$ ]] || ((TIMEOUT < 120)); then
   echo "matrix: --timeout needs 120 or more seconds" >&2
   exit 2
@@ -256,6 +262,7 @@ build_base_image() {
     echo "BPFTOOL='${bpftool:+/usr/sbin/bpftool}'"
     echo "KERNEL_TESTS='$tests'"
     echo "TEST_FILTER='$FILTER'"
+    echo "KERNEL_CONFIG='$KERNEL_CONFIG'"
     echo "TEST_TIMEOUT=$((TIMEOUT - 90))"
     echo "VALIDATE='/usr/bin/python3 $SRC_DIR/tests/support/validate_events.py $SRC_DIR/docs/egressd-events.schema.json'"
   } >"$OUT/etc/env"
@@ -451,8 +458,9 @@ for k in $KERNELS; do
 done
 
 revision=$(git -C "$SRC_DIR" describe --always --dirty 2>/dev/null || echo "not a git checkout")
-printf 'kind=meta\tegressd=%s\tsource=%s (%s)\tfilter=%s\ttotal_s=%s\n' "$("$BIN_DIR/egressd" --version 2>&1 | head -n 1)" \
-  "$SRC_DIR" "$revision" "$FILTER" "$(since "$started")" >>"$INDEX"
+printf 'kind=meta\tegressd=%s\tsource=%s (%s)\tfilter=%s\ttotal_s=%s\tkernel_config=%s\n' \
+  "$("$BIN_DIR/egressd" --version 2>&1 | head -n 1)" "$SRC_DIR" "$revision" "$FILTER" "$(since "$started")" \
+  "$(tr '\n' ';' <<<"$KERNEL_CONFIG" | sed 's/;$//; s/;/; /g')" >>"$INDEX"
 mkdir -p "$(dirname "$RESULTS")"
 /usr/bin/python3 "$HERE/report.py" markdown "$INDEX" "$RESULTS"
 echo

@@ -8,7 +8,8 @@
 # Runs as a child of PID 1 inside each matrix VM (dash, busybox applets) and
 # on the host.
 # Environment: EGRESSD, EGRESSD_OBJ, HOOK_PROBE, HOOKS_OBJ (required);
-# BPFTOOL (empty: skip bpftool); PROBE_TMP (scratch directory, /tmp).
+# BPFTOOL (empty: skip bpftool); PROBE_TMP (scratch directory, /tmp);
+# EGRESSD_CHECK_CONFIG (a config file for egressd check, optional).
 set -u
 
 tmp=${PROBE_TMP:-/tmp}
@@ -16,13 +17,17 @@ uptime_s() { cut -d' ' -f1 /proc/uptime; }
 begin() { echo "@@matrix begin $1 t=$(uptime_s)"; }
 end() { echo "@@matrix end $1 rc=$2 t=$(uptime_s)"; }
 
+check_config=
+[ -n "${EGRESSD_CHECK_CONFIG:-}" ] && check_config="-c $EGRESSD_CHECK_CONFIG"
 begin check
-"$EGRESSD" check 2>&1
+# shellcheck disable=SC2086 # check_config is empty or two words
+"$EGRESSD" check $check_config 2>&1
 end check $?
 
 begin check-verbose
 # libbpf and the verifier write to stderr; their last lines say why a load failed.
-"$EGRESSD" -v check >/dev/null 2>"$tmp/check-verbose.txt"
+# shellcheck disable=SC2086
+"$EGRESSD" -v check $check_config >/dev/null 2>"$tmp/check-verbose.txt"
 rc=$?
 tail -n 25 "$tmp/check-verbose.txt"
 end check-verbose $rc

@@ -299,6 +299,9 @@ def markdown(index_path, out_path):
         md += [f"egressd: `{meta.get('egressd', '?')}`, built from {meta.get('source', '?')}. "
                f"Tests: `--gtest_filter={meta.get('filter', '')}`. The whole run took {fmt_s(meta.get('total_s'))}, "
                "downloads included (none when the kernels are cached).", ""]
+        if meta.get("kernel_config"):
+            md += [f"Inside the VMs, egressd check and the tests' agents ran with this `kernel:` section forced "
+                   f"(`--kernel-config`): `{meta['kernel_config']}`.", ""]
     md += [
           "| kernel | Debian package | `egressd check` | data path tests | fentry | fexit | kprobe | LSM BPF | "
           "tp_btf/sock_send_length | time |",

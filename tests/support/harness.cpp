@@ -63,17 +63,20 @@ static std::string slurp(const std::string& path) {
   return ss.str();
 }
 
-// EGRESSD_TEST_KERNEL: YAML lines for the agent's kernel section (e.g.
-// "socket_state: hash"), so one suite runs again on a fallback path of this
+// EGRESSD_TEST_KERNEL: YAML lines (or comma-separated items) for the agent's
+// kernel section (e.g. "socket_state: hash"), so one suite runs again on a fallback path of this
 // kernel (ctest kernel_fallbacks). Merged into the test's own config file, or
 // into one written here.
 static void with_kernel_overrides(std::vector<std::string>& args, const std::string& dir) {
   const char* env = std::getenv("EGRESSD_TEST_KERNEL");
   if (!env || !*env) return;
-  std::string keys;
-  std::istringstream lines(env);
-  for (std::string line; std::getline(lines, line);)
+  std::string keys, spec = env;
+  std::replace(spec.begin(), spec.end(), ',', '\n');  // "a: x, b: y" fits a ctest ENVIRONMENT value
+  std::istringstream lines(spec);
+  for (std::string line; std::getline(lines, line);) {
+    line.erase(0, line.find_first_not_of(' '));
     if (!line.empty()) keys += "  " + line + "\n";
+  }
   std::string text;
   auto it = std::find_if(args.begin(), args.end(), [](const std::string& a) { return a == "-c" || a == "--config"; });
   if (it != args.end() && it + 1 != args.end()) text = slurp(*(it + 1));

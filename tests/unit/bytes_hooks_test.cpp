@@ -47,7 +47,27 @@ TEST(BytesHooks, ForcedChoices) {
     EXPECT_STREQ(e.what(),
                  "kernel.bytes_hook sock_send_length: this kernel has no tp_btf/sock_send_length (Linux before 6.3)");
   }
-  EXPECT_THROW(choose_bytes_hooks(modern, "kprobe"), std::runtime_error);
+  EXPECT_THROW(choose_bytes_hooks(modern, "uprobe"), std::runtime_error);
+}
+
+TEST(BytesHooks, KprobesWhereTheyAreConfigured) {  // a kernel without BPF trampolines
+  KernelFeatures k{.sock_send_length = false, .sendpage_op = true, .packet_sendmsg = true, .kprobes = true};
+  auto h = choose_bytes_hooks(k, "kprobe");
+  EXPECT_EQ(h.programs, (Programs{"inet_sendmsg_kprobe", "inet6_sendmsg_kprobe", "packet_sendmsg_kprobe",
+                                  "inet_sendpage_kprobe", "inet_sendmsg_kretprobe", "inet6_sendmsg_kretprobe",
+                                  "packet_sendmsg_kretprobe", "inet_sendpage_kretprobe"}));
+  EXPECT_TRUE(h.needs_hash);
+  // kprobe programs cannot use sk_storage: the hash store comes with them.
+  EXPECT_TRUE(choose_state(KernelFeatures{}, "auto", "auto", h.needs_hash).socket_hash);
+  EXPECT_THROW(choose_state(KernelFeatures{}, "sk_storage", "auto", h.needs_hash), std::runtime_error);
+  k.kprobes = false;
+  try {
+    choose_bytes_hooks(k, "kprobe");
+    FAIL() << "chose kprobes on a kernel without them";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(),
+                 "kernel.bytes_hook kprobe: this kernel has no kprobes (built without CONFIG_KPROBE_EVENTS)");
+  }
 }
 
 TEST(BytesHooks, ThisKernel) {
