@@ -834,7 +834,9 @@ int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
  * the same over IPv6; packet_sendmsg AF_PACKET. The agent loads these only
  * when the tracepoint is missing (bpf_program__set_autoload).
  */
-#ifndef EGRESSD_NO_FEXIT /* tests/deploy: the object without the fallbacks */
+/* tests/deploy loads every program of the object with bpftool, as a kernel
+ * that takes the tracepoint does: it builds the object without these. */
+#ifndef EGRESSD_NO_BYTES_FALLBACKS
 SEC("fexit/inet_sendmsg")
 int BPF_PROG(inet_sendmsg_exit, struct socket *sock, struct msghdr *msg, size_t size, int ret)
 {
@@ -865,7 +867,6 @@ int BPF_PROG(inet_sendpage_exit, struct socket *sock, struct page *page, int off
 	count_send(sock->sk, ret);
 	return 0;
 }
-#endif
 
 /*
  * Kernels where neither the tracepoint nor fexit loads (no BPF trampoline:
@@ -958,6 +959,8 @@ int BPF_KRETPROBE(inet_sendpage_kretprobe, long ret)
 	kprobe_send_return(ret);
 	return 0;
 }
+
+#endif /* EGRESSD_NO_BYTES_FALLBACKS */
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)

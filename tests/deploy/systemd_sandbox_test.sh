@@ -52,14 +52,14 @@ grep -q '^NoNewPrivileges=yes' "$UNIT" && grep -q '^DynamicUser=yes' "$UNIT" &&
 
 # --- the kernel needs each of them ----------------------------------------------------
 step "the kernel refuses egressd's BPF programs without any one of them (bpftool prog loadall)"
-# The programs egressd loads here: its object without the fexit fallbacks,
+# The programs egressd loads here: its object without the fexit and kprobe fallbacks,
 # which it loads only on kernels without tp_btf/sock_send_length (and which
 # this kernel refuses anyway).
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 GEN=$(dirname "$EGRESSD")/bpf
 OBJ=$(mktemp -d /tmp/egressd-obj.XXXXXX)/egressd-tracepoint.bpf.o
 on_exit "rm -rf $(dirname "$OBJ")"
-if ! clang -g -O2 -target bpf -D__TARGET_ARCH_x86 -DEGRESSD_NO_FEXIT -I"$GEN" -I"$SRC/bpf" \
+if ! clang -g -O2 -target bpf -D__TARGET_ARCH_x86 -DEGRESSD_NO_BYTES_FALLBACKS -I"$GEN" -I"$SRC/bpf" \
   -c "$SRC/bpf/egressd.bpf.c" -o "$OBJ" 2>/tmp/egressd-clang-$$.log; then
   bad "cannot build the BPF object from $SRC/bpf with $GEN/vmlinux.h: $(head -3 /tmp/egressd-clang-$$.log)"
 else

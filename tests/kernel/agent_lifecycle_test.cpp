@@ -111,14 +111,17 @@ TEST(Lifecycle, HookInfoMetric) {
   EXPECT_EQ(metric_sum(m, "egressd_kernel_hook_info", {{"job", "sendfile and splice"}, {"hook", "same as bytes"}}), 1);
 }
 
-// Forcing the fexit fallback: a kernel that refuses fexit (this development
-// machine does) fails in one line, with exit 1, and nothing stays attached;
-// a kernel that accepts it runs with the fexit hooks.
-TEST(Lifecycle, ForcedFexitFallbackRunsOrFailsInOneLine) {
+// Forcing a fallback for bytes: a kernel that refuses it (this development
+// machine refuses fexit and has no kprobes) fails in one line, with exit 1,
+// and nothing stays attached; a kernel that accepts it runs with its hooks.
+class ForcedBytesHook : public ::testing::TestWithParam<std::pair<std::string, std::string>> {};
+
+TEST_P(ForcedBytesHook, RunsOrFailsInOneLine) {
   EGRESSD_REQUIRE_KERNEL();
-  char tmpl[] = "/tmp/egressd-fexit-XXXXXX";
+  const auto& [hook, program] = GetParam();
+  char tmpl[] = "/tmp/egressd-forced-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
-  std::ofstream(dir + "/c.yaml") << "kernel:\n  bytes_hook: fexit\n";
+  std::ofstream(dir + "/c.yaml") << "kernel:\n  bytes_hook: " << hook << "\n";
   int code = -1;
   std::string out = run_capture("timeout 20 " + egressd_bin() + " run -c " + dir +
                                     "/c.yaml --log-file " + dir + "/log --metrics-addr 127.0.0.1:0 2>&1",
@@ -126,15 +129,20 @@ TEST(Lifecycle, ForcedFexitFallbackRunsOrFailsInOneLine) {
   const std::string log = run_capture("cat " + dir + "/log 2>/dev/null");
   std::filesystem::remove_all(dir);
   if (code == 124) {  // still running after 20 s: the kernel took the fallback
-    EXPECT_NE(log.find("inet_sendmsg_exit -> fexit/inet_sendmsg"), std::string::npos) << log.substr(0, 2000);
+    EXPECT_NE(log.find(program + " -> " + hook), std::string::npos) << log.substr(0, 2000);
     return;
   }
   EXPECT_EQ(code, 1) << out;
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
   EXPECT_EQ(out.rfind("egressd: ", 0), 0u) << out;
-  EXPECT_TRUE(out.find("fexit") != std::string::npos || out.find("inet_sendmsg_exit") != std::string::npos) << out;
-  EXPECT_TRUE(run_capture("bpftool prog show | grep -c inet_sendmsg_exit || true").rfind("0", 0) == 0);
+  EXPECT_TRUE(out.find(hook) != std::string::npos || out.find(program) != std::string::npos) << out;
+  EXPECT_TRUE(run_capture("bpftool prog show | grep -c " + program + " || true").rfind("0", 0) == 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(Lifecycle, ForcedBytesHook,
+                         ::testing::Values(std::make_pair(std::string("fexit"), std::string("inet_sendmsg_exit")),
+                                           std::make_pair(std::string("kprobe"), std::string("inet_sendmsg_kprobe"))),
+                         [](const auto& info) { return info.param.first; });
 
 }  // namespace
 }  // namespace egressd::test
