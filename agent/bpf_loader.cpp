@@ -182,15 +182,19 @@ BytesHooks choose_bytes_hooks(const KernelFeatures& k, const std::string& mode) 
   return h;
 }
 
+bool retry_with_kprobes(const KernelFeatures& k, const std::string& mode, const BytesHooks& failed) {
+  // fexit needs BPF trampolines, which BTF does not reveal: where they are
+  // missing and kprobes are configured, auto counts with kprobes instead.
+  return mode == "auto" && failed.mode == "fexit" && k.kprobes;
+}
+
 std::unique_ptr<BpfPrograms> BpfPrograms::load(const LoadOptions& opts) {
   const KernelFeatures kernel = probe_kernel_features();
   BytesHooks bytes = choose_bytes_hooks(kernel, opts.bytes_hook);
   try {
     return load_with(opts, bytes, choose_state(kernel, opts.socket_state, opts.path_walk, bytes.needs_hash));
   } catch (const LoaderError& e) {
-    // fexit needs BPF trampolines, which BTF does not reveal: where they are
-    // missing and kprobes are configured, auto counts with kprobes instead.
-    if (opts.bytes_hook != "auto" || bytes.mode != "fexit" || !kernel.kprobes) throw;
+    if (!retry_with_kprobes(kernel, opts.bytes_hook, bytes)) throw;
     BytesHooks kprobes = choose_bytes_hooks(kernel, "kprobe");
     kprobes.notes.push_back(fmt::format("fexit did not load ({}): bytes are counted with kprobes", e.what()));
     return load_with(opts, kprobes, choose_state(kernel, opts.socket_state, opts.path_walk, true));

@@ -58,6 +58,9 @@ struct BytesHooks {
 // mode: "auto", "sock_send_length", "fexit" or "kprobe". Throws LoaderError-like
 // std::runtime_error when the mode cannot work on this kernel.
 BytesHooks choose_bytes_hooks(const KernelFeatures& k, const std::string& mode);
+// Whether a load that failed with the hooks `failed` (chosen for `mode`) is
+// tried again with the kprobe pairs: fexit chosen by auto, kprobes present.
+bool retry_with_kprobes(const KernelFeatures& k, const std::string& mode, const BytesHooks& failed);
 
 // Where per-socket state lives and how the executable path is walked.
 // sk_storage needs tracing programs that may use it and bpf_sock_from_file

@@ -86,7 +86,8 @@ void load_config_text(const std::string& text, const std::string& name, Config& 
       const std::string name = fmt::format("kernel.{}", key);
       const std::string v = r.string(k[key], name);
       if (std::find(allowed.begin(), allowed.end(), v) == allowed.end())
-        r.fail(k[key], fmt::format("'{}' must be {}", name, fmt::join(allowed, ", ")));
+        r.fail(k[key], fmt::format("'{}' must be {} or {}", name,
+                                   fmt::join(allowed.begin(), allowed.end() - 1, ", "), *(allowed.end() - 1)));
       out = v;
     };
     choice("bytes_hook", {"auto", "sock_send_length", "fexit", "kprobe"}, cfg.load.bytes_hook);

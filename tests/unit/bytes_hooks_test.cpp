@@ -84,6 +84,19 @@ TEST(BytesHooks, ThisKernel) {
   }
 }
 
+TEST(BytesHooks, AutoRetriesWithKprobesOnlyWhenFexitFailed) {
+  KernelFeatures old{.sock_send_length = false, .sendpage_op = true, .packet_sendmsg = true, .kprobes = true};
+  const BytesHooks fexit = choose_bytes_hooks(old, "auto");
+  ASSERT_EQ(fexit.mode, "fexit");
+  EXPECT_TRUE(retry_with_kprobes(old, "auto", fexit));
+  EXPECT_FALSE(retry_with_kprobes(old, "fexit", fexit));  // forced: the user asked for fexit
+  KernelFeatures no_kprobes = old;
+  no_kprobes.kprobes = false;
+  EXPECT_FALSE(retry_with_kprobes(no_kprobes, "auto", fexit));
+  KernelFeatures modern{.sock_send_length = true, .kprobes = true};
+  EXPECT_FALSE(retry_with_kprobes(modern, "auto", choose_bytes_hooks(modern, "auto")));  // the tracepoint failed
+}
+
 TEST(StateChoice, SkStorageAndBpfLoopWhereTheKernelHasThem) {  // 5.17 and later
   KernelFeatures k;
   auto c = choose_state(k, "auto", "auto");

@@ -38,6 +38,9 @@ kernel:
   ring_buffer_bytes: 8388608
   process_table_entries: 32768
   flow_table_entries: 131072
+  bytes_hook: kprobe
+  socket_state: hash
+  path_walk: bounded
 redaction:
   patterns: ["corp-[0-9]+"]
 )",
@@ -49,6 +52,9 @@ redaction:
   EXPECT_EQ(cfg.load.ring_buffer_bytes, 8388608u);
   EXPECT_EQ(cfg.load.process_table_entries, 32768u);
   EXPECT_EQ(cfg.load.flow_table_entries, 131072u);
+  EXPECT_EQ(cfg.load.bytes_hook, "kprobe");
+  EXPECT_EQ(cfg.load.socket_state, "hash");
+  EXPECT_EQ(cfg.load.path_walk, "bounded");
   ASSERT_EQ(cfg.redact_patterns.size(), 1u);
 }
 
@@ -64,6 +70,12 @@ TEST(Config, ErrorsNameFileAndLine) {
             "egressd.yaml:2: 'kernel.ring_buffer_bytes' must be between 65536 and 1073741824");
   EXPECT_EQ(error_of("kernel:\n  ring_buffer_bytes: 3000000\n"),
             "egressd.yaml:2: 'kernel.ring_buffer_bytes' must be a power of two");
+  EXPECT_EQ(error_of("kernel:\n  bytes_hook: uprobe\n"),
+            "egressd.yaml:2: 'kernel.bytes_hook' must be auto, sock_send_length, fexit or kprobe");
+  EXPECT_EQ(error_of("kernel:\n  socket_state: array\n"),
+            "egressd.yaml:2: 'kernel.socket_state' must be auto, sk_storage or hash");
+  EXPECT_EQ(error_of("kernel:\n  path_walk: unrolled\n"),
+            "egressd.yaml:2: 'kernel.path_walk' must be auto, bpf_loop or bounded");
   EXPECT_EQ(error_of("metrics:\n  address: nowhere\n"),
             "egressd.yaml:2: metrics.address: 'nowhere' is not HOST:PORT");
   EXPECT_EQ(error_of("redaction:\n  patterns: ['(unclosed']\n").rfind("egressd.yaml:2: invalid regular expression", 0), 0u);
