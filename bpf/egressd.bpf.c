@@ -904,62 +904,25 @@ static __always_inline void kprobe_send_return(long ret)
 	count_send(s, ret);
 }
 
-SEC("kprobe/inet_sendmsg")
-int BPF_KPROBE(inet_sendmsg_kprobe, struct socket *sock)
-{
-	kprobe_send_enter(sock);
-	return 0;
-}
+/* The pair on one function; ret_type is what it returns. */
+#define KPROBE_SEND_PAIR(func, ret_type)                       \
+	SEC("kprobe/" #func)                                   \
+	int BPF_KPROBE(func##_kprobe, struct socket *sock)     \
+	{                                                      \
+		kprobe_send_enter(sock);                       \
+		return 0;                                      \
+	}                                                      \
+	SEC("kretprobe/" #func)                                \
+	int BPF_KRETPROBE(func##_kretprobe, ret_type ret)      \
+	{                                                      \
+		kprobe_send_return(ret);                       \
+		return 0;                                      \
+	}
 
-SEC("kretprobe/inet_sendmsg")
-int BPF_KRETPROBE(inet_sendmsg_kretprobe, int ret)
-{
-	kprobe_send_return(ret);
-	return 0;
-}
-
-SEC("kprobe/inet6_sendmsg")
-int BPF_KPROBE(inet6_sendmsg_kprobe, struct socket *sock)
-{
-	kprobe_send_enter(sock);
-	return 0;
-}
-
-SEC("kretprobe/inet6_sendmsg")
-int BPF_KRETPROBE(inet6_sendmsg_kretprobe, int ret)
-{
-	kprobe_send_return(ret);
-	return 0;
-}
-
-SEC("kprobe/packet_sendmsg")
-int BPF_KPROBE(packet_sendmsg_kprobe, struct socket *sock)
-{
-	kprobe_send_enter(sock);
-	return 0;
-}
-
-SEC("kretprobe/packet_sendmsg")
-int BPF_KRETPROBE(packet_sendmsg_kretprobe, int ret)
-{
-	kprobe_send_return(ret);
-	return 0;
-}
-
-SEC("kprobe/inet_sendpage")
-int BPF_KPROBE(inet_sendpage_kprobe, struct socket *sock)
-{
-	kprobe_send_enter(sock);
-	return 0;
-}
-
-SEC("kretprobe/inet_sendpage")
-int BPF_KRETPROBE(inet_sendpage_kretprobe, long ret)
-{
-	kprobe_send_return(ret);
-	return 0;
-}
-
+KPROBE_SEND_PAIR(inet_sendmsg, int)
+KPROBE_SEND_PAIR(inet6_sendmsg, int)
+KPROBE_SEND_PAIR(packet_sendmsg, int)
+KPROBE_SEND_PAIR(inet_sendpage, long)
 #endif /* EGRESSD_NO_BYTES_FALLBACKS */
 
 SEC("tp_btf/inet_sock_set_state")

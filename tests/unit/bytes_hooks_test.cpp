@@ -9,6 +9,17 @@ namespace {
 
 using Programs = std::vector<std::string>;
 
+// The message a choice throws with, or "" if it does not throw.
+template <typename F>
+std::string error_of(F&& choose) {
+  try {
+    choose();
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 TEST(BytesHooks, TracepointWhereTheKernelHasIt) {  // 6.5 and later
   KernelFeatures k{.sock_send_length = true, .sendpage_op = false, .packet_sendmsg = true};
   auto h = choose_bytes_hooks(k, "auto");
@@ -40,13 +51,8 @@ TEST(BytesHooks, ForcedChoices) {
   EXPECT_EQ(choose_bytes_hooks(modern, "fexit").programs,
             (Programs{"inet_sendmsg_exit", "inet6_sendmsg_exit", "packet_sendmsg_exit"}));
   KernelFeatures old{.sock_send_length = false, .sendpage_op = true, .packet_sendmsg = true};
-  try {
-    choose_bytes_hooks(old, "sock_send_length");
-    FAIL() << "chose a tracepoint the kernel lacks";
-  } catch (const std::runtime_error& e) {
-    EXPECT_STREQ(e.what(),
-                 "kernel.bytes_hook sock_send_length: this kernel has no tp_btf/sock_send_length (Linux before 6.3)");
-  }
+  EXPECT_EQ(error_of([&] { choose_bytes_hooks(old, "sock_send_length"); }),
+            "kernel.bytes_hook sock_send_length: this kernel has no tp_btf/sock_send_length (Linux before 6.3)");
   EXPECT_THROW(choose_bytes_hooks(modern, "uprobe"), std::runtime_error);
 }
 
@@ -61,13 +67,8 @@ TEST(BytesHooks, KprobesWhereTheyAreConfigured) {  // a kernel without BPF tramp
   EXPECT_TRUE(choose_state(KernelFeatures{}, "auto", "auto", h.needs_hash).socket_hash);
   EXPECT_THROW(choose_state(KernelFeatures{}, "sk_storage", "auto", h.needs_hash), std::runtime_error);
   k.kprobes = false;
-  try {
-    choose_bytes_hooks(k, "kprobe");
-    FAIL() << "chose kprobes on a kernel without them";
-  } catch (const std::runtime_error& e) {
-    EXPECT_STREQ(e.what(),
-                 "kernel.bytes_hook kprobe: this kernel has no kprobes (built without CONFIG_KPROBE_EVENTS)");
-  }
+  EXPECT_EQ(error_of([&] { choose_bytes_hooks(k, "kprobe"); }),
+            "kernel.bytes_hook kprobe: this kernel has no kprobes (built without CONFIG_KPROBE_EVENTS)");
 }
 
 TEST(BytesHooks, ThisKernel) {
@@ -132,20 +133,11 @@ TEST(StateChoice, ForcedChoices) {
   EXPECT_TRUE(c.socket_hash);
   EXPECT_TRUE(c.bounded_walk);
   KernelFeatures old{.bpf_loop = false, .sk_storage_tracing = false, .sock_from_file = false};
-  try {
-    choose_state(old, "sk_storage", "auto");
-    FAIL() << "chose sk_storage where tracing programs cannot use it";
-  } catch (const std::runtime_error& e) {
-    EXPECT_STREQ(e.what(),
-                 "kernel.socket_state sk_storage: this kernel's tracing programs cannot use sk_storage, or it "
-                 "lacks bpf_sock_from_file (Linux before 5.11)");
-  }
-  try {
-    choose_state(old, "auto", "bpf_loop");
-    FAIL() << "chose bpf_loop where the kernel lacks it";
-  } catch (const std::runtime_error& e) {
-    EXPECT_STREQ(e.what(), "kernel.path_walk bpf_loop: this kernel has no bpf_loop helper (Linux before 5.17)");
-  }
+  EXPECT_EQ(error_of([&] { choose_state(old, "sk_storage", "auto"); }),
+            "kernel.socket_state sk_storage: this kernel's tracing programs cannot use sk_storage, or it lacks "
+            "bpf_sock_from_file (Linux before 5.11)");
+  EXPECT_EQ(error_of([&] { choose_state(old, "auto", "bpf_loop"); }),
+            "kernel.path_walk bpf_loop: this kernel has no bpf_loop helper (Linux before 5.17)");
   EXPECT_THROW(choose_state(modern, "array", "auto"), std::runtime_error);
   EXPECT_THROW(choose_state(modern, "auto", "unrolled"), std::runtime_error);
 }
