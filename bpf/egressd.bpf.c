@@ -175,20 +175,26 @@ static __always_inline struct sock_flow *hash_state(__u64 key, bool create)
 	return f;
 }
 
-/* Socket state in a cgroup program: ctx is the program's context, which
- * bpf_get_socket_cookie takes, and sk its socket. */
-static __always_inline struct sock_flow *state_of(void *ctx, struct bpf_sock *sk, bool create)
+/* The socket storage entry of sk (a struct bpf_sock or a BTF struct sock). */
+static __always_inline struct sock_flow *storage_state(void *sk, bool create)
 {
 	struct sock_flow *f;
 
-	if (sock_state_hash)
-		return hash_state(bpf_get_socket_cookie(ctx), create);
 	if (!create)
 		return bpf_sk_storage_get(&sk_flows, sk, NULL, 0);
 	f = bpf_sk_storage_get(&sk_flows, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!f)
 		kstat_inc(KSTAT_SK_STORAGE_FAIL);
 	return f;
+}
+
+/* Socket state in a cgroup program: ctx is the program's context, which
+ * bpf_get_socket_cookie takes, and sk its socket. */
+static __always_inline struct sock_flow *state_of(void *ctx, struct bpf_sock *sk, bool create)
+{
+	if (sock_state_hash)
+		return hash_state(bpf_get_socket_cookie(ctx), create);
+	return storage_state(sk, create);
 }
 
 /* The hash store's key for a socket met in a tracing program, which cannot
@@ -206,16 +212,9 @@ static __always_inline __u64 hash_key_of(struct sock *sk)
 /* Socket state in a tracing program (a BTF struct sock). */
 static __always_inline struct sock_flow *state_of_sk(struct sock *sk, bool create)
 {
-	struct sock_flow *f;
-
 	if (sock_state_hash)
 		return hash_state(hash_key_of(sk), create);
-	if (!create)
-		return bpf_sk_storage_get(&sk_flows, sk, NULL, 0);
-	f = bpf_sk_storage_get(&sk_flows, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!f)
-		kstat_inc(KSTAT_SK_STORAGE_FAIL);
-	return f;
+	return storage_state(sk, create);
 }
 
 /* Whether events about process tgid go out (always, outside trace_mode). A
