@@ -40,6 +40,7 @@ class TraceProcess {
  public:
   explicit TraceProcess(std::vector<std::string> args) : dir_(temp_dir()) {
     std::vector<std::string> argv = {egressd_bin(), "trace"};
+    with_kernel_overrides(args, dir_);
     argv.insert(argv.end(), args.begin(), args.end());
     pid_ = fork();
     if (pid_ == 0) {

@@ -63,11 +63,8 @@ static std::string slurp(const std::string& path) {
   return ss.str();
 }
 
-// EGRESSD_TEST_KERNEL: YAML lines (or comma-separated items) for the agent's
-// kernel section (e.g. "socket_state: hash"), so one suite runs again on a fallback path of this
-// kernel (ctest kernel_fallbacks). Merged into the test's own config file, or
-// into one written here.
-static void with_kernel_overrides(std::vector<std::string>& args, const std::string& dir) {
+// See harness.h. The keys go under the file's own `kernel:` line if it has one.
+void with_kernel_overrides(std::vector<std::string>& args, const std::string& dir) {
   const char* env = std::getenv("EGRESSD_TEST_KERNEL");
   if (!env || !*env) return;
   std::string keys, spec = env;
@@ -78,8 +75,11 @@ static void with_kernel_overrides(std::vector<std::string>& args, const std::str
     if (!line.empty()) keys += "  " + line + "\n";
   }
   std::string text;
-  auto it = std::find_if(args.begin(), args.end(), [](const std::string& a) { return a == "-c" || a == "--config"; });
-  if (it != args.end() && it + 1 != args.end()) text = slurp(*(it + 1));
+  // Options end at `--` (egressd trace's command, which may have a -c of its own).
+  const auto end = std::find(args.begin(), args.end(), "--");
+  auto it = std::find_if(args.begin(), end, [](const std::string& a) { return a == "-c" || a == "--config"; });
+  const bool has_config = it != end && it + 1 != end;
+  if (has_config) text = slurp(*(it + 1));
   if (size_t k = text.find("\nkernel:\n"); k != std::string::npos)
     text.insert(k + 9, keys);
   else if (text.rfind("kernel:\n", 0) == 0)
@@ -88,10 +88,10 @@ static void with_kernel_overrides(std::vector<std::string>& args, const std::str
     text += "\nkernel:\n" + keys;
   const std::string path = dir + "/kernel-overrides.yaml";
   std::ofstream(path) << text;
-  if (it != args.end() && it + 1 != args.end())
+  if (has_config)
     *(it + 1) = path;
   else
-    args.insert(args.end(), {"-c", path});
+    args.insert(end, {"-c", path});
 }
 
 AgentProcess::AgentProcess(std::vector<std::string> extra_args, std::string log_path) {
