@@ -111,6 +111,10 @@ FeatureReport probe_features(const std::string& proc_root) {
   }
   tracepoint("inet_sock_set_state", "TCP connect outcome");
 
+  const bool task_iter = has_type("bpf_iter__task", BTF_KIND_STRUCT);
+  r.checks.push_back({"iter/task", task_iter,
+                      task_iter ? "processes running at start" : "missing (kernel before 5.8)"});
+
   // Optional since each has a fallback (BpfPrograms::load, choose_state).
   auto helper = [&](const char* name) {
     int id = btf__find_by_name_kind(vmlinux, "bpf_func_id", BTF_KIND_ENUM);
