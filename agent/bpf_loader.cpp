@@ -176,6 +176,9 @@ BytesHooks choose_bytes_hooks(const KernelFeatures& k, const std::string& mode) 
       h.programs.push_back(ret);
     }
     h.needs_hash = true;
+    h.notes.push_back(
+        "kretprobes track a limited number of calls at once (the kernel's default, at least 10): sends "
+        "beyond that, blocked at the same time, are not counted");
   } else {
     throw std::runtime_error(fmt::format("kernel.bytes_hook {}: use auto, sock_send_length, fexit or kprobe", mode));
   }

@@ -63,6 +63,8 @@ TEST(BytesHooks, KprobesWhereTheyAreConfigured) {  // a kernel without BPF tramp
                                   "inet_sendpage_kprobe", "inet_sendmsg_kretprobe", "inet6_sendmsg_kretprobe",
                                   "packet_sendmsg_kretprobe", "inet_sendpage_kretprobe"}));
   EXPECT_TRUE(h.needs_hash);
+  ASSERT_EQ(h.notes.size(), 1u);  // what a kretprobe can miss
+  EXPECT_NE(h.notes[0].find("not counted"), std::string::npos);
   // kprobe programs cannot use sk_storage: the hash store comes with them.
   EXPECT_TRUE(choose_state(KernelFeatures{}, "auto", "auto", h.needs_hash).socket_hash);
   EXPECT_THROW(choose_state(KernelFeatures{}, "sk_storage", "auto", h.needs_hash), std::runtime_error);
