@@ -16,6 +16,7 @@
 #include <unordered_set>
 
 #include "egressd_bpf.skel.h"
+#include "feature_probe.h"
 
 namespace egressd {
 namespace {
@@ -38,16 +39,6 @@ class Fd {
  private:
   int fd_;
 };
-
-bool btf_enum_has(const btf* b, const char* type, const char* value) {
-  int id = btf__find_by_name_kind(b, type, BTF_KIND_ENUM);
-  if (id <= 0) return false;
-  const btf_type* t = btf__type_by_id(b, static_cast<__u32>(id));
-  const struct btf_enum* e = btf_enum(t);
-  for (int i = 0; i < btf_vlen(t); ++i)
-    if (std::strcmp(btf__name_by_offset(b, e[i].name_off), value) == 0) return true;
-  return false;
-}
 
 }  // namespace
 

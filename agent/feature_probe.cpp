@@ -66,6 +66,16 @@ std::string find_cgroup2_mount(const std::string& mountinfo) {
   return found;
 }
 
+bool btf_enum_has(const btf* b, const char* type, const char* value) {
+  int id = btf__find_by_name_kind(b, type, BTF_KIND_ENUM);
+  if (id <= 0) return false;
+  const btf_type* t = btf__type_by_id(b, static_cast<__u32>(id));
+  const struct btf_enum* e = btf_enum(t);
+  for (int i = 0; i < btf_vlen(t); ++i)
+    if (std::string(btf__name_by_offset(b, e[i].name_off)) == value) return true;
+  return false;
+}
+
 FeatureReport probe_features(const std::string& proc_root) {
   FeatureReport r;
   utsname u{};
@@ -116,15 +126,7 @@ FeatureReport probe_features(const std::string& proc_root) {
                       task_iter ? "processes running at start" : "missing (kernel before 5.8)"});
 
   // Optional since each has a fallback (BpfPrograms::load, choose_state).
-  auto helper = [&](const char* name) {
-    int id = btf__find_by_name_kind(vmlinux, "bpf_func_id", BTF_KIND_ENUM);
-    if (id <= 0) return false;
-    const btf_type* t = btf__type_by_id(vmlinux, static_cast<__u32>(id));
-    const struct btf_enum* e = btf_enum(t);
-    for (int i = 0; i < btf_vlen(t); ++i)
-      if (std::string(btf__name_by_offset(vmlinux, e[i].name_off)) == name) return true;
-    return false;
-  };
+  auto helper = [&](const char* name) { return btf_enum_has(vmlinux, "bpf_func_id", name); };
   const bool has_loop = helper("BPF_FUNC_loop");
   r.checks.push_back({"helper bpf_loop", has_loop,
                       has_loop ? "executable path walk"

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+struct btf;
+
 namespace egressd {
 
 struct FeatureCheck {
@@ -25,6 +27,10 @@ struct FeatureReport {
 
 // proc_root: where mountinfo is read (tests point it at a fixture).
 FeatureReport probe_features(const std::string& proc_root = "/proc");
+
+// Whether the BTF's enum `type` has a value named `value` (e.g. a helper in
+// enum bpf_func_id).
+bool btf_enum_has(const ::btf* b, const char* type, const char* value);
 
 // cgroup v2 mount point from a mountinfo text; prefers /sys/fs/cgroup.
 std::string find_cgroup2_mount(const std::string& mountinfo);
