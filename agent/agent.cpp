@@ -117,6 +117,8 @@ AgentHealth Agent::State::health() const {
   h.flow_map_capacity = bpf->flow_map_capacity();
   h.programs = bpf->program_stats();
   h.hooks = bpf->hook_plan();
+  for (const auto& job : bpf->plan().jobs)
+    for (const auto& r : job.refused) h.refused_hooks.push_back({job.job, r});
   std::lock_guard lock(health_mu);
   for (const auto& [reason, n] : decode_errors) h.events_lost[reason] = n;
   h.ring_events = ring_events;
@@ -148,8 +150,14 @@ void Agent::State::log_agent(const char* action, const char* type) {
                                clock.to_wall_ns(clock.boot_now_ns()));
   j["egressd"]["metrics"]["address"] = metrics ? metrics->bound_address() : "";
   j["egressd"]["hooks"] = bpf ? bpf->attached() : std::vector<std::string>{};
-  if (bpf)
+  if (bpf) {
     for (const auto& note : bpf->notes()) j["egressd"]["kernel"]["notes"].push_back(note);
+    for (const auto& job : bpf->plan().jobs) {
+      nlohmann::json o = {{"job", job.job}, {"hook", job.hook}};
+      if (!job.refused.empty()) o["refused"] = job.refused;
+      j["egressd"]["kernel"]["jobs"].push_back(std::move(o));
+    }
+  }
   j["egressd"]["kernel"]["release"] = probe_features(cfg.proc_root).kernel_release;
   j["egressd"]["privileges"]["capabilities"] = privileges_kept.empty() ? "none" : "kept";
   if (!privileges_kept.empty()) j["egressd"]["privileges"]["reason"] = privileges_kept;

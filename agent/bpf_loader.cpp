@@ -45,15 +45,7 @@ class Fd {
 LoaderError::LoaderError(const std::string& step, int err)
     : std::runtime_error(fmt::format("{}: {}", step, err_text(err))), err_(err) {}
 
-constexpr const char* kBytesPrograms[] = {
-    "sock_send_length",      "inet_sendmsg_exit",      "inet6_sendmsg_exit",      "packet_sendmsg_exit",
-    "inet_sendpage_exit",    "inet_sendmsg_kprobe",    "inet_sendmsg_kretprobe",  "inet6_sendmsg_kprobe",
-    "inet6_sendmsg_kretprobe", "packet_sendmsg_kprobe", "packet_sendmsg_kretprobe", "inet_sendpage_kprobe",
-    "inet_sendpage_kretprobe"};
-
-static bool uses(const BytesHooks& h, const char* program) {
-  return std::find(h.programs.begin(), h.programs.end(), program) != h.programs.end();
-}
+LoaderError::LoaderError(const std::string& message) : std::runtime_error(message), err_(0) {}
 
 // Whether this kernel can attach kprobes (perf PMU or tracefs).
 static bool kprobes_configured() {
@@ -176,140 +168,531 @@ BytesHooks choose_bytes_hooks(const KernelFeatures& k, const std::string& mode) 
   return h;
 }
 
-bool retry_with_kprobes(const KernelFeatures& k, const std::string& mode, const BytesHooks& failed) {
-  // fexit needs BPF trampolines, which BTF does not reveal: where they are
-  // missing and kprobes are configured, auto counts with kprobes instead.
-  return mode == "auto" && failed.mode == "fexit" && k.kprobes;
+namespace {
+
+// Every program in bpf/egressd.bpf.c, for EGRESSD_REFUSE_PROGRAMS.
+std::vector<std::string> object_programs(const egressd_bpf* s) {
+  std::vector<std::string> out;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, s->obj) out.emplace_back(bpf_program__name(prog));
+  return out;
 }
+
+// The hook a bytes program attaches to, from its name.
+std::string bytes_section(const std::string& program) {
+  if (program == "sock_send_length") return "tp_btf/sock_send_length";
+  for (const auto& [suffix, kind] : {std::pair{"_kretprobe", "kretprobe"}, {"_kprobe", "kprobe"}, {"_exit", "fexit"}}) {
+    const std::string sfx = suffix;
+    if (program.size() > sfx.size() && program.compare(program.size() - sfx.size(), sfx.size(), sfx) == 0)
+      return fmt::format("{}/{}", kind, program.substr(0, program.size() - sfx.size()));
+  }
+  return program;
+}
+
+// An implementation of a job: the hook it names and the programs it loads.
+struct Candidate {
+  std::string hook;
+  std::vector<std::string> programs;
+};
+
+// The first program of c that counts as refused.
+const std::string* refused_in(const Candidate& c, const Refusals& refused) {
+  for (const auto& p : c.programs)
+    if (auto it = refused.find(p); it != refused.end()) return &it->first;
+  return nullptr;
+}
+
+std::string refusal_line(const Candidate& c, const std::string& program, const Refusals& refused) {
+  return fmt::format("{} ({}): {}", c.hook, program, refused.at(program));
+}
+
+// Picks the first candidate nothing refused; records the others in job.
+// Returns its index, or -1 when every one was refused.
+int pick(const std::vector<Candidate>& candidates, const Refusals& refused, JobChoice& job) {
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    if (const std::string* p = refused_in(candidates[i], refused)) {
+      job.refused.push_back(refusal_line(candidates[i], *p, refused));
+      continue;
+    }
+    job.hook = candidates[i].hook;
+    return static_cast<int>(i);
+  }
+  return -1;
+}
+
+[[noreturn]] void nothing_left(const JobChoice& job) {
+  std::string msg = fmt::format("load BPF programs: the kernel refused every way egressd has to do '{}':", job.job);
+  for (const auto& r : job.refused) msg += "\n  " + r;
+  throw LoaderError(msg);
+}
+
+}  // namespace
+
+std::vector<std::string> LoadPlan::notes() const {
+  std::vector<std::string> out = bytes.notes;
+  out.insert(out.end(), state.notes.begin(), state.notes.end());
+  return out;
+}
+
+LoadPlan choose_plan(const KernelFeatures& k, const LoadOptions& opts, const Refusals& refused) {
+  LoadPlan plan;
+  std::vector<JobChoice> jobs;
+  auto add_programs = [&](const Candidate& c) {
+    plan.programs.insert(plan.programs.end(), c.programs.begin(), c.programs.end());
+  };
+
+  // Process identity: one way only.
+  {
+    Candidate c{"tp_btf/sched_process_exec,fork,exit + iter/task", {"sched_process_fork", "sched_process_exit"}};
+    JobChoice job{"process identity", "", {}};
+    if (pick({c}, refused, job) < 0) nothing_left(job);
+    add_programs(c);
+    jobs.push_back(job);
+  }
+
+  // Executable path: bpf_loop (5.17+), else a bounded loop.
+  {
+    if (opts.path_walk != "auto" && opts.path_walk != "bpf_loop" && opts.path_walk != "bounded")
+      throw std::runtime_error(fmt::format("kernel.path_walk {}: use auto, bpf_loop or bounded", opts.path_walk));
+    if (opts.path_walk == "bpf_loop" && !k.bpf_loop)
+      throw std::runtime_error("kernel.path_walk bpf_loop: this kernel has no bpf_loop helper (Linux before 5.17)");
+    std::vector<Candidate> cs;
+    if (k.bpf_loop && opts.path_walk != "bounded") cs.push_back({"bpf_loop", {"sched_process_exec", "dump_task"}});
+    if (opts.path_walk != "bpf_loop")
+      cs.push_back({fmt::format("bounded loop, {} components", EGRESSD_PATH_DEPTH_BOUNDED),
+                    {"sched_process_exec_bounded", "dump_task_bounded"}});
+    JobChoice job{"executable path", "", {}};
+    int i = pick(cs, refused, job);
+    if (i < 0) nothing_left(job);
+    add_programs(cs[i]);
+    plan.state.bounded_walk = cs[i].programs.front() == "sched_process_exec_bounded";
+    jobs.push_back(job);
+  }
+
+  // Bytes: the tracepoint (6.3+), fexit on each family's sendmsg, kprobes.
+  {
+    std::vector<std::string> modes;
+    if (opts.bytes_hook == "auto") {
+      if (k.sock_send_length) modes.push_back("sock_send_length");
+      modes.push_back("fexit");
+      if (k.kprobes) modes.push_back("kprobe");
+    } else {
+      modes.push_back(opts.bytes_hook);
+    }
+    JobChoice job{"bytes", "", {}};
+    std::vector<BytesHooks> hooks;
+    std::vector<Candidate> cs;
+    for (const auto& m : modes) {
+      hooks.push_back(choose_bytes_hooks(k, m));  // a forced mode that cannot work throws
+      Candidate c{"", hooks.back().programs};
+      for (const auto& p : c.programs) {
+        if (p.rfind("inet_sendpage_", 0) == 0) continue;  // its own job below
+        c.hook += (c.hook.empty() ? "" : ",") + bytes_section(p);
+      }
+      cs.push_back(c);
+    }
+    int i = pick(cs, refused, job);
+    if (i < 0) nothing_left(job);
+    plan.bytes = hooks[i];
+    add_programs(cs[i]);
+    jobs.push_back(job);
+    std::string sendpage = "same as bytes";
+    for (const auto& p : plan.bytes.programs)
+      if (p.rfind("inet_sendpage_", 0) == 0 && p.find("kretprobe") == std::string::npos)
+        sendpage = p == "inet_sendpage_exit" ? "fexit/inet_sendpage" : "kprobe,kretprobe/inet_sendpage";
+    jobs.push_back({"sendfile and splice", sendpage, {}});
+  }
+
+  // Socket state and live counters. sk_storage (5.11+) needs a way to read
+  // the counters of open sockets: iter/task_file, else the storage map's own
+  // iterator. Without either, or with kprobe bytes, the hash store.
+  JobChoice state_job{"socket state", "", {}};
+  JobChoice live_job{"live counters", "", {}};
+  {
+    const std::string& mode = opts.socket_state;
+    if (mode != "auto" && mode != "sk_storage" && mode != "hash")
+      throw std::runtime_error(fmt::format("kernel.socket_state {}: use auto, sk_storage or hash", mode));
+    if (mode == "sk_storage" && plan.bytes.needs_hash)
+      throw std::runtime_error(
+          "kernel.socket_state sk_storage: kprobe programs cannot use sk_storage (kernel.bytes_hook kprobe needs "
+          "the hash store)");
+    const bool storage_here = k.sk_storage_tracing && (k.task_file_iter || k.sk_storage_map_iter);
+    if (mode == "sk_storage" && !storage_here)
+      throw std::runtime_error(
+          "kernel.socket_state sk_storage: this kernel's tracing programs cannot use sk_storage (Linux before "
+          "5.11)");
+    const bool storage = storage_here && mode != "hash" && !plan.bytes.needs_hash;
+    if (storage) {
+      if (auto it = refused.find(kSkStorageRefusal); it != refused.end())
+        state_job.refused.push_back(fmt::format("sk_storage: {}", it->second));
+    }
+    std::vector<Candidate> cs;
+    if (storage && !refused.count(kSkStorageRefusal)) {
+      if (k.task_file_iter && k.sock_from_file) cs.push_back({"iter/task_file", {"dump_sock_files"}});
+      if (k.sk_storage_map_iter) cs.push_back({"iter/bpf_sk_storage_map", {"dump_sk_storage"}});
+    }
+    if (mode != "sk_storage") cs.push_back({"socket hash map, read by the agent", {}});
+    int i = pick(cs, refused, live_job);
+    if (i < 0) {
+      if (mode == "sk_storage")
+        live_job.refused.push_back("socket hash map: kernel.socket_state is sk_storage (the configuration)");
+      nothing_left(live_job);
+    }
+    add_programs(cs[i]);
+    plan.live = cs[i].hook == "iter/task_file"            ? LiveCounters::kTaskFile
+                : cs[i].hook == "iter/bpf_sk_storage_map" ? LiveCounters::kSkStorageMap
+                                                          : LiveCounters::kHashMap;
+    plan.state.socket_hash = plan.live == LiveCounters::kHashMap;
+    if (plan.state.socket_hash && storage && !refused.count(kSkStorageRefusal))
+      state_job.refused.push_back("sk_storage: no live-counter iterator left (see live counters)");
+    state_job.hook = plan.state.socket_hash ? "hash map by socket cookie" : "sk_storage";
+  }
+
+  // The socket hooks: one way each, none the agent can run without.
+  const std::vector<std::pair<Candidate, std::string>> fixed = {
+      {{"cgroup/connect4,connect6 + tp_btf/inet_sock_set_state", {"connect4", "connect6", "inet_sock_set_state"}},
+       "connects"},
+      {{"cgroup/sendmsg4,sendmsg6", {"sendmsg4", "sendmsg6"}}, "unconnected destinations"},
+      {{"cgroup_skb/egress,ingress", {"skb_egress", "skb_ingress"}}, "packets, names"},
+      {{"cgroup/sock_create,sock_release", {"sock_create", "sock_release"}}, "flow end"},
+  };
+  std::vector<JobChoice> socket_jobs;
+  for (const auto& [c, name] : fixed) {
+    JobChoice job{name, "", {}};
+    if (pick({c}, refused, job) < 0) nothing_left(job);
+    add_programs(c);
+    socket_jobs.push_back(job);
+  }
+
+  // The order egressd check prints them in.
+  plan.jobs = {jobs[0], jobs[1], state_job};
+  plan.jobs.insert(plan.jobs.end(), socket_jobs.begin(), socket_jobs.end());
+  plan.jobs.push_back(live_job);
+  plan.jobs.push_back(jobs[2]);
+  plan.jobs.push_back(jobs[3]);
+
+  plan.state.tracing_cookie = plan.state.socket_hash && !plan.bytes.needs_hash && k.socket_ptr_cookie;
+  if (plan.state.socket_hash)
+    plan.state.notes.push_back(fmt::format(
+        "socket state is in a hash map of {} sockets (kernel.flow_table_entries); sockets beyond it are counted "
+        "in egressd_kernel_map_full_total{{map=\"sk_storage\"}}{}",
+        opts.flow_table_entries,
+        plan.state.tracing_cookie ? ""
+                                  : "; bytes sent on a socket that predates the agent count from its first "
+                                    "packet on"));
+  if (plan.state.bounded_walk)
+    plan.state.notes.push_back(fmt::format("executable paths deeper than {} components are cut (marked truncated)",
+                                           EGRESSD_PATH_DEPTH_BOUNDED));
+  return plan;
+}
+
+std::optional<std::pair<std::string, std::string>> refused_program(const std::string& log) {
+  // libbpf 1.x: "libbpf: prog 'NAME': BPF program load failed: ...", the
+  // verifier's log between BEGIN and END PROG LOAD LOG, then
+  // "libbpf: prog 'NAME': failed to load: -13". A program whose hook is not
+  // in the kernel fails before the verifier: "failed to find kernel BTF ...".
+  std::istringstream in(log);
+  std::string line, name, first_warning, last_verifier_line;
+  bool in_log = false;
+  auto prog_of = [](const std::string& l, std::string* rest) -> std::string {
+    auto at = l.find("prog '");
+    if (at == std::string::npos) return {};
+    auto end = l.find("': ", at + 6);
+    if (end == std::string::npos) return {};
+    if (rest) *rest = l.substr(end + 3);
+    return l.substr(at + 6, end - at - 6);
+  };
+  auto says_nothing = [](const std::string& l) {
+    return l.empty() || l.rfind("processed ", 0) == 0 || l.rfind("verification time", 0) == 0 ||
+           l.rfind("stack depth", 0) == 0 || l.rfind("max_states_per_insn", 0) == 0 || l.rfind("-- ", 0) == 0;
+  };
+  std::string failed;
+  while (std::getline(in, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    std::string rest;
+    const std::string prog = prog_of(line, &rest);
+    if (!prog.empty() && rest.find("-- BEGIN PROG LOAD LOG --") != std::string::npos) {
+      in_log = true;
+      name = prog;
+      last_verifier_line.clear();
+      continue;
+    }
+    if (in_log) {
+      if (line.find("-- END PROG LOAD LOG --") != std::string::npos) {
+        in_log = false;
+        std::string before = line.substr(0, line.find("-- END PROG LOAD LOG --"));
+        if (!says_nothing(before)) last_verifier_line = before;
+        continue;
+      }
+      if (!says_nothing(line)) last_verifier_line = line;
+      continue;
+    }
+    if (prog.empty()) continue;
+    if (rest.rfind("failed to load", 0) == 0) {
+      failed = prog;
+      break;
+    }
+    if (first_warning.empty() || name != prog) {
+      if (name != prog) last_verifier_line.clear();
+      name = prog;
+      first_warning = rest;
+    }
+  }
+  if (failed.empty()) {
+    if (name.empty()) return std::nullopt;
+    failed = name;
+  }
+  if (name == failed && !last_verifier_line.empty()) return std::pair{failed, last_verifier_line};
+  if (name == failed && !first_warning.empty()) return std::pair{failed, first_warning};
+  return std::pair{failed, std::string("refused (libbpf said no more)")};
+}
+
+Refusals refusals_from_env(const char* value, const std::vector<std::string>& known) {
+  Refusals out;
+  if (!value) return out;
+  std::string list = value, name;
+  std::istringstream in(list);
+  while (std::getline(in, name, ',')) {
+    if (name.empty()) continue;
+    if (name != kSkStorageRefusal && std::find(known.begin(), known.end(), name) == known.end())
+      throw std::runtime_error(
+          fmt::format("EGRESSD_REFUSE_PROGRAMS: no BPF program named '{}' (egressd check lists them)", name));
+    out[name] = "refused by EGRESSD_REFUSE_PROGRAMS (a test switch)";
+  }
+  return out;
+}
+
+namespace {
+
+// libbpf's messages while a load runs, kept to find the refused program;
+// passed on to the print function that was set before (egressd -v).
+std::mutex g_capture_mu;
+std::string* g_capture = nullptr;
+libbpf_print_fn_t g_previous_print = nullptr;
+
+int capture_print(enum libbpf_print_level level, const char* format, va_list args) {
+  va_list for_size, for_text;
+  va_copy(for_size, args);
+  va_copy(for_text, args);
+  if (g_capture) {
+    int n = vsnprintf(nullptr, 0, format, for_size);
+    if (n > 0) {
+      std::string text(static_cast<size_t>(n) + 1, '\0');
+      vsnprintf(text.data(), text.size(), format, for_text);
+      text.pop_back();
+      g_capture->append(text);
+    }
+  }
+  va_end(for_size);
+  va_end(for_text);
+  return g_previous_print ? g_previous_print(level, format, args) : 0;
+}
+
+class CaptureLibbpf {
+ public:
+  explicit CaptureLibbpf(std::string& out) : lock_(g_capture_mu) {
+    g_capture = &out;
+    g_previous_print = libbpf_set_print(capture_print);
+  }
+  ~CaptureLibbpf() {
+    libbpf_set_print(g_previous_print);
+    g_capture = nullptr;
+  }
+
+ private:
+  std::lock_guard<std::mutex> lock_;
+};
+
+}  // namespace
 
 std::unique_ptr<BpfPrograms> BpfPrograms::load(const LoadOptions& opts) {
   const KernelFeatures kernel = probe_kernel_features();
-  BytesHooks bytes = choose_bytes_hooks(kernel, opts.bytes_hook);
-  try {
-    return load_with(opts, bytes, choose_state(kernel, opts.socket_state, opts.path_walk, bytes.needs_hash));
-  } catch (const LoaderError& e) {
-    if (!retry_with_kprobes(kernel, opts.bytes_hook, bytes)) throw;
-    BytesHooks kprobes = choose_bytes_hooks(kernel, "kprobe");
-    kprobes.notes.push_back(fmt::format("fexit did not load ({}): bytes are counted with kprobes", e.what()));
-    return load_with(opts, kprobes, choose_state(kernel, opts.socket_state, opts.path_walk, true));
+  Refusals refused;
+  if (const char* env = getenv("EGRESSD_REFUSE_PROGRAMS"); env && *env) {
+    egressd_bpf* s = egressd_bpf__open();
+    if (!s) throw LoaderError("open BPF object", errno);
+    std::vector<std::string> known = object_programs(s);
+    egressd_bpf__destroy(s);
+    refused = refusals_from_env(env, known);
+    fmt::print(stderr, "egressd: EGRESSD_REFUSE_PROGRAMS is set: {} counted as refused (a test switch)\n", env);
+  }
+  return load_refusing(opts, kernel, std::move(refused));
+}
+
+std::unique_ptr<BpfPrograms> BpfPrograms::load_refusing(const LoadOptions& opts, const KernelFeatures& kernel,
+                                                        Refusals refused) {
+  const auto start = std::chrono::steady_clock::now();
+  // Each refusal takes one implementation away: this ends.
+  for (unsigned attempt = 1;; ++attempt) {
+    LoadPlan plan = choose_plan(kernel, opts, refused);
+    int err = 0;
+    std::string log;
+    auto p = load_plan(opts, plan, err, log);
+    if (p) {
+      p->kernel_ = kernel;
+      p->refused_ = std::move(refused);
+      p->load_attempts_ = attempt;
+      p->load_ns_ = static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
+      return p;
+    }
+    auto which = refused_program(log);
+    if (!which || refused.count(which->first))
+      throw LoaderError(plan.bytes.mode == "fexit"
+                            ? "load BPF programs (bytes counted with fexit on the families' sendmsg)"
+                            : "load BPF programs",
+                        err);
+    const auto& [program, reason] = *which;
+    // A program the agent cannot do without, refused while socket state is
+    // in sk_storage, may load against the hash store: try that first.
+    Refusals with = refused;
+    with[program] = reason;
+    bool replaceable = true;
+    try {
+      choose_plan(kernel, opts, with);
+    } catch (const LoaderError&) {
+      replaceable = false;
+    }
+    if (!replaceable && !plan.state.socket_hash && opts.socket_state == "auto" && !refused.count(kSkStorageRefusal))
+      refused[kSkStorageRefusal] = fmt::format("{} was refused with it: {}", program, reason);
+    else
+      refused = std::move(with);
   }
 }
 
-std::unique_ptr<BpfPrograms> BpfPrograms::load_with(const LoadOptions& opts, const BytesHooks& bytes,
-                                                    const StateChoice& state) {
+std::unique_ptr<BpfPrograms> BpfPrograms::load_plan(const LoadOptions& opts, const LoadPlan& plan, int& err,
+                                                    std::string& log) {
   std::unique_ptr<BpfPrograms> p(new BpfPrograms());
   p->opts_ = opts;
-  p->bytes_ = bytes;
-  p->state_ = state;
+  p->plan_ = plan;
   p->skel_ = egressd_bpf__open();
   if (!p->skel_) throw LoaderError("open BPF object", errno);
   egressd_bpf* s = p->skel_;
-  for (const char* name : kBytesPrograms) {
-    bpf_program* prog = bpf_object__find_program_by_name(s->obj, name);
-    if (prog) bpf_program__set_autoload(prog, uses(p->bytes_, name));
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, s->obj) {
+    const std::string name = bpf_program__name(prog);
+    bpf_program__set_autoload(prog, std::find(plan.programs.begin(), plan.programs.end(), name) != plan.programs.end());
   }
-  const bool bounded = p->state_.bounded_walk;
-  bpf_program__set_autoload(s->progs.sched_process_exec, !bounded);
-  bpf_program__set_autoload(s->progs.dump_task, !bounded);
-  bpf_program__set_autoload(s->progs.sched_process_exec_bounded, bounded);
-  bpf_program__set_autoload(s->progs.dump_task_bounded, bounded);
-  bpf_program__set_autoload(s->progs.dump_sock_files, !p->state_.socket_hash);
-  s->rodata->sock_state_hash = p->state_.socket_hash ? 1 : 0;
+  s->rodata->sock_state_hash = plan.state.socket_hash ? 1 : 0;
+  s->rodata->tracing_cookie = plan.state.tracing_cookie ? 1 : 0;
   s->rodata->ringbuf_wakeup_bytes = opts.ring_wakeup_bytes;
   s->rodata->trace_mode = opts.trace_mode ? 1 : 0;
   s->rodata->trace_decide = opts.trace_decide ? 1 : 0;
-  if (int err = bpf_map__set_max_entries(s->maps.events, opts.ring_buffer_bytes))
-    throw LoaderError("size ring buffer", -err);
-  if (int err = bpf_map__set_max_entries(s->maps.procs, opts.process_table_entries))
-    throw LoaderError("size process table", -err);
-  if (int err = bpf_map__set_max_entries(s->maps.flow_extra, opts.flow_table_entries))
-    throw LoaderError("size flow table", -err);
+  if (int e = bpf_map__set_max_entries(s->maps.events, opts.ring_buffer_bytes))
+    throw LoaderError("size ring buffer", -e);
+  if (int e = bpf_map__set_max_entries(s->maps.procs, opts.process_table_entries))
+    throw LoaderError("size process table", -e);
+  if (int e = bpf_map__set_max_entries(s->maps.flow_extra, opts.flow_table_entries))
+    throw LoaderError("size flow table", -e);
   // Unused with sk_storage; allocated per entry (BPF_F_NO_PREALLOC) anyway.
-  if (int err = bpf_map__set_max_entries(s->maps.sk_flows_hash, p->state_.socket_hash ? opts.flow_table_entries : 1))
-    throw LoaderError("size socket table", -err);
-  if (int err = egressd_bpf__load(s)) {
-    if (p->bytes_.mode == "fexit")
-      throw LoaderError("load BPF programs (bytes counted with fexit on the families' sendmsg)", -err);
-    throw LoaderError("load BPF programs", -err);
+  if (int e = bpf_map__set_max_entries(s->maps.sk_flows_hash, plan.state.socket_hash ? opts.flow_table_entries : 1))
+    throw LoaderError("size socket table", -e);
+  int e;
+  {
+    CaptureLibbpf capture(log);
+    e = egressd_bpf__load(s);
+  }
+  if (e) {
+    err = -e;
+    return nullptr;
   }
   return p;
 }
 
-std::vector<std::string> BpfPrograms::notes() const {
-  std::vector<std::string> out = bytes_.notes;
-  out.insert(out.end(), state_.notes.begin(), state_.notes.end());
+std::vector<std::pair<std::string, std::string>> BpfPrograms::hook_plan() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& j : plan_.jobs) out.emplace_back(j.job, j.hook);
   return out;
 }
 
-std::vector<std::pair<std::string, std::string>> BpfPrograms::hook_plan() const {
-  const bool hash = state_.socket_hash;
-  std::vector<std::pair<std::string, std::string>> plan = {
-      {"process identity", "tp_btf/sched_process_exec,fork,exit + iter/task"},
-      {"executable path", state_.bounded_walk
-                              ? fmt::format("bounded loop, {} components", EGRESSD_PATH_DEPTH_BOUNDED)
-                              : std::string("bpf_loop")},
-      {"socket state", hash ? "hash map by socket cookie" : "sk_storage"},
-      {"connects", "cgroup/connect4,connect6 + tp_btf/inet_sock_set_state"},
-      {"unconnected destinations", "cgroup/sendmsg4,sendmsg6"},
-      {"packets, names", "cgroup_skb/egress,ingress"},
-      {"flow end", "cgroup/sock_release"},
-      {"live counters", hash ? "socket hash map, read by the agent" : "iter/task_file"},
-  };
-  std::string bytes;
-  for (const auto& name : bytes_.programs) {
-    if (name.rfind("inet_sendpage_", 0) == 0) continue;
-    bpf_program* prog = bpf_object__find_program_by_name(skel_->obj, name.c_str());
-    if (!bytes.empty()) bytes += ",";
-    bytes += prog ? bpf_program__section_name(prog) : name;
-  }
-  plan.emplace_back("bytes", bytes);
-  const char* sendpage = uses(bytes_, "inet_sendpage_exit")     ? "fexit/inet_sendpage"
-                         : uses(bytes_, "inet_sendpage_kprobe") ? "kprobe,kretprobe/inet_sendpage"
-                                                                : "same as bytes";
-  plan.emplace_back("sendfile and splice", sendpage);
-  return plan;
-}
-
 BpfPrograms::~BpfPrograms() {
-  for (auto it = links_.rbegin(); it != links_.rend(); ++it) bpf_link__destroy(*it);
+  detach_all();
   if (skel_) egressd_bpf__destroy(skel_);
 }
 
+namespace {
+
+// A program the kernel would not attach: the job may have another way.
+struct AttachRefused {
+  std::string program;
+  std::string reason;
+};
+
+}  // namespace
+
 void BpfPrograms::attach_tracing(const char* name, bpf_program* prog) {
   bpf_link* link = bpf_program__attach(prog);
-  if (!link) throw LoaderError(fmt::format("attach {}", name), errno);
+  if (!link) throw AttachRefused{name, fmt::format("attach {}: {}", bpf_program__section_name(prog), err_text(errno))};
   links_.push_back(link);
   attached_.push_back(fmt::format("{} -> {}", name, bpf_program__section_name(prog)));
 }
 
 void BpfPrograms::attach_cgroup(const char* name, bpf_program* prog, int cgroup_fd) {
   bpf_link* link = bpf_program__attach_cgroup(prog, cgroup_fd);
-  if (!link) throw LoaderError(fmt::format("attach {} to cgroup {}", name, opts_.cgroup_path), errno);
+  if (!link)
+    throw AttachRefused{name, fmt::format("attach to cgroup {}: {}", opts_.cgroup_path, err_text(errno))};
   links_.push_back(link);
   attached_.push_back(fmt::format("{} -> {} ({})", name, bpf_program__section_name(prog),
                                   opts_.cgroup_path));
 }
 
+void BpfPrograms::attach_iter(const char* name, bpf_program* prog, bpf_link** out, int map_fd) {
+  union bpf_iter_link_info info {};
+  DECLARE_LIBBPF_OPTS(bpf_iter_attach_opts, o);
+  if (map_fd >= 0) {
+    info.map.map_fd = static_cast<__u32>(map_fd);
+    o.link_info = &info;
+    o.link_info_len = sizeof(info);
+  }
+  bpf_link* link = bpf_program__attach_iter(prog, map_fd >= 0 ? &o : nullptr);
+  if (!link) throw AttachRefused{name, fmt::format("attach {}: {}", bpf_program__section_name(prog), err_text(errno))};
+  links_.push_back(link);
+  *out = link;
+  attached_.push_back(fmt::format("{} -> {}", name, bpf_program__section_name(prog)));
+}
+
+void BpfPrograms::detach_all() {
+  for (auto it = links_.rbegin(); it != links_.rend(); ++it) bpf_link__destroy(*it);
+  links_.clear();
+  attached_.clear();
+  task_iter_ = live_iter_ = nullptr;
+}
+
 void BpfPrograms::attach() {
+  for (;;) {
+    try {
+      attach_all();
+      return;
+    } catch (const AttachRefused& r) {
+      // Load the next plan without this program and attach that instead.
+      detach_all();
+      Refusals refused = refused_;
+      refused[r.program] = r.reason;
+      std::unique_ptr<BpfPrograms> next = load_refusing(opts_, kernel_, std::move(refused));
+      std::swap(skel_, next->skel_);
+      std::swap(plan_, next->plan_);
+      std::swap(refused_, next->refused_);
+      load_attempts_ += next->load_attempts_;
+      load_ns_ += next->load_ns_;
+    }
+  }
+}
+
+void BpfPrograms::attach_all() {
   egressd_bpf* s = skel_;
   // Process identity first: every process that starts from here on is seen
   // by an event, and the task iterator below finds the ones already running.
-  const bool bounded = state_.bounded_walk;
+  const bool bounded = plan_.state.bounded_walk;
   attach_tracing(bounded ? "sched_process_exec_bounded" : "sched_process_exec",
                  bounded ? s->progs.sched_process_exec_bounded : s->progs.sched_process_exec);
   attach_tracing("sched_process_fork", s->progs.sched_process_fork);
   attach_tracing("sched_process_exit", s->progs.sched_process_exit);
-
-  task_iter_ = bpf_program__attach_iter(bounded ? s->progs.dump_task_bounded : s->progs.dump_task, nullptr);
-  if (!task_iter_) throw LoaderError("attach dump_task (iter/task)", errno);
-  links_.push_back(task_iter_);
-  attached_.push_back(bounded ? "dump_task_bounded -> iter/task" : "dump_task -> iter/task");
-  if (!state_.socket_hash) {
-    file_iter_ = bpf_program__attach_iter(s->progs.dump_sock_files, nullptr);
-    if (!file_iter_) throw LoaderError("attach dump_sock_files (iter/task_file)", errno);
-    links_.push_back(file_iter_);
-    attached_.push_back("dump_sock_files -> iter/task_file");
-  }
+  attach_iter(bounded ? "dump_task_bounded" : "dump_task", bounded ? s->progs.dump_task_bounded : s->progs.dump_task,
+              &task_iter_);
+  if (plan_.live == LiveCounters::kTaskFile)
+    attach_iter("dump_sock_files", s->progs.dump_sock_files, &live_iter_);
+  else if (plan_.live == LiveCounters::kSkStorageMap)
+    attach_iter("dump_sk_storage", s->progs.dump_sk_storage, &live_iter_, bpf_map__fd(s->maps.sk_flows));
 
   Fd cgroup(open(opts_.cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (cgroup.get() < 0) throw LoaderError(fmt::format("open cgroup {}", opts_.cgroup_path), errno);
@@ -322,7 +705,7 @@ void BpfPrograms::attach() {
   attach_cgroup("skb_egress", s->progs.skb_egress, cgroup.get());
   attach_cgroup("skb_ingress", s->progs.skb_ingress, cgroup.get());
   attach_tracing("inet_sock_set_state", s->progs.inet_sock_set_state);
-  for (const auto& name : bytes_.programs) {
+  for (const auto& name : plan_.bytes.programs) {
     bpf_program* prog = bpf_object__find_program_by_name(s->obj, name.c_str());
     if (!prog) throw LoaderError(fmt::format("find program {}", name), ENOENT);
     attach_tracing(name.c_str(), prog);
@@ -403,8 +786,8 @@ std::unordered_set<uint64_t> open_socket_inodes() {
 }  // namespace
 
 std::vector<sock_flow> BpfPrograms::live_sockets() {
-  if (!state_.socket_hash) {
-    std::string data = read_iterator(file_iter_, "socket file");
+  if (live_iter_) {
+    std::string data = read_iterator(live_iter_, "live socket");
     std::vector<sock_flow> out(data.size() / sizeof(sock_flow));
     std::memcpy(out.data(), data.data(), out.size() * sizeof(sock_flow));
     return out;

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -23,6 +24,8 @@ namespace egressd {
 class LoaderError : public std::runtime_error {
  public:
   LoaderError(const std::string& step, int err);
+  // A kernel that refused what egressd cannot run without (err() is 0).
+  explicit LoaderError(const std::string& message);
   int err() const { return err_; }
 
  private:
@@ -38,6 +41,9 @@ struct KernelFeatures {
   bool sk_storage_tracing = true;   // tracing programs may use sk_storage (5.11+)
   bool sock_from_file = true;       // helper bpf_sock_from_file (5.11+)
   bool kprobes = false;             // kprobes can be attached (perf PMU or tracefs)
+  bool task_file_iter = true;       // iter/task_file (5.8+)
+  bool sk_storage_map_iter = true;  // iter/bpf_sk_storage_map (5.9+)
+  bool socket_ptr_cookie = true;    // bpf_get_socket_cookie on a struct sock in tracing programs (5.12+)
 };
 KernelFeatures probe_kernel_features();
 
@@ -58,25 +64,49 @@ struct BytesHooks {
 // mode: "auto", "sock_send_length", "fexit" or "kprobe". Throws LoaderError-like
 // std::runtime_error when the mode cannot work on this kernel.
 BytesHooks choose_bytes_hooks(const KernelFeatures& k, const std::string& mode);
-// Whether a load that failed with the hooks `failed` (chosen for `mode`) is
-// tried again with the kprobe pairs: fexit chosen by auto, kprobes present.
-bool retry_with_kprobes(const KernelFeatures& k, const std::string& mode, const BytesHooks& failed);
 
 // Where per-socket state lives and how the executable path is walked.
-// sk_storage needs tracing programs that may use it and bpf_sock_from_file
-// for the live-socket iterator (both 5.11+); else a hash map keyed by socket
-// cookie, which the agent reads itself. The path walk uses bpf_loop (5.17+),
-// else a loop the verifier follows, PATH_DEPTH_BOUNDED components deep.
+// sk_storage needs tracing programs that may use it (5.11+); else a hash map
+// keyed by socket cookie, which the agent reads itself. The path walk uses
+// bpf_loop (5.17+), else a loop the verifier follows, PATH_DEPTH_BOUNDED
+// components deep.
 struct StateChoice {
   bool socket_hash = false;
+  bool tracing_cookie = false;  // hash store: tracing programs make cookies (bpf/egressd.bpf.c)
   bool bounded_walk = false;
   std::vector<std::string> notes;
 };
-// socket_state: "auto", "sk_storage" or "hash"; path_walk: "auto",
-// "bpf_loop" or "bounded". Throws std::runtime_error when a forced choice
-// cannot work on this kernel.
-StateChoice choose_state(const KernelFeatures& k, const std::string& socket_state, const std::string& path_walk,
-                         bool bytes_need_hash = false);
+
+// How the agent reads the counters of sockets still open: iter/task_file
+// (every open file of every task), iter/bpf_sk_storage_map (every socket
+// with state), or the hash store read with map calls.
+enum class LiveCounters { kTaskFile, kSkStorageMap, kHashMap };
+
+// Programs that count as refused, and why: by the verifier at load, by the
+// kernel at attach, or by EGRESSD_REFUSE_PROGRAMS (a test switch). The key
+// "sk_storage" stands for the per-socket store itself: a program that the
+// verifier took only once state moved to the hash store.
+using Refusals = std::map<std::string, std::string>;
+inline constexpr const char* kSkStorageRefusal = "sk_storage";
+
+// One job egressd does in the kernel: the hook chosen for it, and each
+// better implementation that was refused, as "hook: reason".
+struct JobChoice {
+  std::string job;
+  std::string hook;
+  std::vector<std::string> refused;
+};
+
+// Every choice made for this kernel: one per job, each the first of its
+// implementations (best first) that the kernel offers and nothing refused.
+struct LoadPlan {
+  BytesHooks bytes;
+  StateChoice state;
+  LiveCounters live = LiveCounters::kTaskFile;
+  std::vector<JobChoice> jobs;
+  std::vector<std::string> programs;  // every BPF program to load
+  std::vector<std::string> notes() const;  // what is less exact than on the newest kernel
+};
 
 struct LoadOptions {
   uint32_t ring_buffer_bytes = 4u << 20;  // mapped twice by libbpf: 8 MB of RSS
@@ -94,28 +124,49 @@ struct LoadOptions {
   std::string path_walk = "auto";     // kernel.path_walk: auto, bpf_loop, bounded
 };
 
+// Throws LoaderError when a job the agent cannot run without has no
+// implementation left (one line per refused program), and
+// std::runtime_error when a forced kernel.* choice cannot work here.
+LoadPlan choose_plan(const KernelFeatures& k, const LoadOptions& opts, const Refusals& refused);
+
+// The program the verifier refused, and its reason (the verifier's last line
+// that says what is wrong), from libbpf's messages of a failed load.
+// Nothing when no program's load failed (a map, BTF or privileges instead).
+std::optional<std::pair<std::string, std::string>> refused_program(const std::string& libbpf_log);
+
+// EGRESSD_REFUSE_PROGRAMS=a,b: programs that count as refused, so tests walk
+// every fallback on any kernel. Throws std::runtime_error on a name that is
+// not one of egressd's programs.
+Refusals refusals_from_env(const char* value, const std::vector<std::string>& known);
+
 class BpfPrograms {
  public:
-  // Opens and loads (verifies) every program. Throws LoaderError. With
-  // kernel.bytes_hook auto, a kernel whose fexit programs do not load gets
-  // kprobes instead where it has them.
+  // Opens and loads (verifies) the programs of the best plan the kernel
+  // takes: a program the verifier refuses moves its job to the next
+  // implementation and the load is tried again (choose_plan). Throws
+  // LoaderError when what is left cannot run.
   static std::unique_ptr<BpfPrograms> load(const LoadOptions& opts);
   ~BpfPrograms();
   BpfPrograms(const BpfPrograms&) = delete;
   BpfPrograms& operator=(const BpfPrograms&) = delete;
 
-  // Attaches process hooks first, then the iterators, then socket hooks.
-  // Throws LoaderError naming the program.
+  // Attaches process hooks first, then the iterators, then socket hooks. A
+  // program the kernel will not attach counts as refused: its job moves to
+  // the next implementation (the programs are loaded again). Throws
+  // LoaderError naming the program when nothing can replace it.
   void attach();
   // "program -> hook" for every attached program, for check and logs.
   const std::vector<std::string>& attached() const { return attached_; }
-  // The byte-counting choice made at load.
-  const BytesHooks& bytes_hooks() const { return bytes_; }
-  const StateChoice& state_choice() const { return state_; }
+  // The choices made at load, per job, with what was refused.
+  const LoadPlan& plan() const { return plan_; }
   // What is less exact on this kernel than on the newest (bytes, state).
-  std::vector<std::string> notes() const;
+  std::vector<std::string> notes() const { return plan_.notes(); }
   // (job, hook) for every job, for egressd check and egressd_kernel_hook_info.
   std::vector<std::pair<std::string, std::string>> hook_plan() const;
+  // How long loading took, and how many loads the verifier saw (1 when it
+  // took the first plan).
+  uint64_t load_ns() const { return load_ns_; }
+  unsigned load_attempts() const { return load_attempts_; }
   // "program -> section" for every program in the object, attached or not.
   std::vector<std::string> programs() const;
 
@@ -158,20 +209,28 @@ class BpfPrograms {
 
  private:
   BpfPrograms() = default;
-  static std::unique_ptr<BpfPrograms> load_with(const LoadOptions& opts, const BytesHooks& bytes,
-                                                const StateChoice& state);
+  static std::unique_ptr<BpfPrograms> load_refusing(const LoadOptions& opts, const KernelFeatures& kernel,
+                                                    Refusals refused);
+  static std::unique_ptr<BpfPrograms> load_plan(const LoadOptions& opts, const LoadPlan& plan, int& err,
+                                                std::string& log);
+  void attach_all();
+  void detach_all();
   void attach_tracing(const char* name, struct bpf_program* prog);
   void attach_cgroup(const char* name, struct bpf_program* prog, int cgroup_fd);
+  void attach_iter(const char* name, struct bpf_program* prog, struct bpf_link** out, int map_fd = -1);
   std::string read_iterator(struct bpf_link* link, const char* what);
 
   egressd_bpf* skel_ = nullptr;
   std::vector<bpf_link*> links_;
   bpf_link* task_iter_ = nullptr;
-  bpf_link* file_iter_ = nullptr;  // null when socket state is in the hash map
+  bpf_link* live_iter_ = nullptr;  // null when live counters are read from the hash map
   std::vector<std::string> attached_;
   LoadOptions opts_;
-  BytesHooks bytes_;
-  StateChoice state_;
+  KernelFeatures kernel_;
+  Refusals refused_;
+  LoadPlan plan_;
+  uint64_t load_ns_ = 0;
+  unsigned load_attempts_ = 0;
 };
 
 }  // namespace egressd

@@ -138,7 +138,8 @@ FeatureReport probe_features(const std::string& proc_root) {
   const bool from_file = helper("BPF_FUNC_sock_from_file");
   r.checks.push_back({"sk_storage in tracing", storage && from_file,
                       storage && from_file
-                          ? "per-socket state freed with the socket; live counters from iter/task_file"
+                          ? "in the BTF: per-socket state may live in sk_storage, if the verifier takes a "
+                            "live-counter iterator"
                           : "missing (kernel before 5.11): per-socket state in a hash map by socket cookie, read "
                             "by the agent",
                       false});

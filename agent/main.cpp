@@ -56,14 +56,30 @@ int cmd_check(const std::string& proc_root, bool try_load, const egressd::LoadOp
   for (const auto& c : r.checks)
     fmt::print("  {:<4} {:<30} {}\n", c.ok ? "ok" : (c.required ? "FAIL" : "no"), c.name, c.detail);
   std::string problem = r.first_problem();
+  if (problem.empty() && !try_load) {
+    fmt::print(
+        "the verifier was not asked (--no-load): only the verifier knows which programs this kernel build "
+        "takes; run egressd check without --no-load to load them\n");
+    fmt::print("egressd may run here: the kernel features above are present\n");
+    return kExitOk;
+  }
   if (problem.empty() && try_load) {
     try {
       LoadOptions opts = kernel_opts;
       opts.cgroup_path = r.cgroup2_path;
       auto bpf = BpfPrograms::load(opts);
-      fmt::print("  ok   {:<30} {}\n", "BPF programs load", "verifier accepted every program");
-      fmt::print("hooks that egressd run uses, per job:\n");
-      for (const auto& [job, hook] : bpf->hook_plan()) fmt::print("  {:<26} {}\n", job, hook);
+      const unsigned refusals = bpf->load_attempts() - 1;
+      fmt::print("  ok   {:<30} {}\n", "BPF programs load",
+                 refusals ? fmt::format("the verifier took the plan below after refusing {} program(s) ({} "
+                                        "loads, {:.0f} ms)",
+                                        refusals, bpf->load_attempts(), bpf->load_ns() / 1e6)
+                          : fmt::format("the verifier took every program of the first plan ({:.0f} ms)",
+                                        bpf->load_ns() / 1e6));
+      fmt::print("hooks that egressd run uses, per job (the first way of each the kernel accepted):\n");
+      for (const auto& j : bpf->plan().jobs) {
+        fmt::print("  {:<26} {}\n", j.job, j.hook);
+        for (const auto& r : j.refused) fmt::print("  {:<26}   refused: {}\n", "", r);
+      }
       for (const auto& note : bpf->notes()) fmt::print("  note: {}\n", note);
       fmt::print("programs:\n");
       for (const auto& h : bpf->programs()) fmt::print("  {}\n", h);

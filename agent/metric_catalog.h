@@ -41,6 +41,10 @@ inline constexpr std::array kMetricCatalog = {
     MetricSpec{"egressd_build_info", MetricKind::kGauge, "Always 1; the agent's version.", "version"},
     MetricSpec{"egressd_kernel_hook_info", MetricKind::kGauge,
                "Always 1; the kernel hooks egressd uses on this kernel, per job (bytes, connects, ...).", "job,hook"},
+    MetricSpec{"egressd_kernel_hook_refused_info", MetricKind::kGauge,
+               "Always 1; each better way of doing a job that this kernel refused (verifier or attach), with its "
+               "reason.",
+               "job,hook,reason"},
     MetricSpec{"egressd_events_lost_total", MetricKind::kCounter,
                "Kernel events lost (ring buffer full) or rejected by the decoder, by reason.", "reason"},
     MetricSpec{"egressd_kernel_map_full_total", MetricKind::kCounter,

@@ -100,6 +100,16 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
   MetricFamily hooks = family("egressd_kernel_hook_info");
   for (const auto& [job, hook] : h.hooks) add(hooks, {{"job", job}, {"hook", hook}}, 1);
   out.push_back(std::move(hooks));
+  MetricFamily refused = family("egressd_kernel_hook_refused_info");
+  for (const auto& [job, line] : h.refused_hooks) {
+    // "hook (program): reason": the reason is the verifier's line, cut to
+    // keep the label short.
+    const auto colon = line.find("): ");
+    std::string hook = colon == std::string::npos ? line : line.substr(0, colon + 1);
+    std::string reason = colon == std::string::npos ? "" : line.substr(colon + 3, 160);
+    add(refused, {{"job", job}, {"hook", hook}, {"reason", reason}}, 1);
+  }
+  out.push_back(std::move(refused));
   out.push_back(by_label("egressd_parse_failures_total", "parser", h.parse_failures));
   out.push_back(by_label("egressd_events_lost_total", "reason", h.events_lost));
   out.push_back(by_label("egressd_kernel_map_full_total", "map", h.map_full));

@@ -41,6 +41,8 @@ struct AgentHealth {
   uint64_t flow_map_capacity = 0;
   std::vector<BpfPrograms::ProgramStats> programs;
   std::vector<std::pair<std::string, std::string>> hooks;  // (job, hook)
+  // (job, "hook (program): reason") for each implementation the kernel refused
+  std::vector<std::pair<std::string, std::string>> refused_hooks;
   uint64_t series_folded = 0;
   uint64_t series_expired = 0;
 };

@@ -57,6 +57,10 @@ const volatile __u8 trace_decide = 0;
  * the branch not taken, so each kernel sees only helpers it has.
  */
 const volatile __u8 sock_state_hash = 0;
+/* With the hash store: tracing programs make a socket's cookie themselves
+ * (bpf_get_socket_cookie on a struct sock, 5.12+; not from kprobes), so a
+ * socket that predates the agent is found at its first send. */
+const volatile __u8 tracing_cookie = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -197,15 +201,18 @@ static __always_inline struct sock_flow *state_of(void *ctx, struct bpf_sock *sk
 	return storage_state(sk, create);
 }
 
-/* The hash store's key for a socket met in a tracing program, which cannot
- * make a cookie there: the one a cgroup program made, else (AF_PACKET,
- * which no cgroup hook sees) the socket's inode number. */
+/* The hash store's key for a socket met in a tracing program: the cookie a
+ * cgroup program made, else one made here where tracing programs may
+ * (tracing_cookie, 5.12+), else 0 until a cgroup program makes one. AF_PACKET,
+ * which no cgroup hook sees, is keyed by its inode number. */
 static __always_inline __u64 hash_key_of(struct sock *sk)
 {
 	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 
-	if (cookie || BPF_CORE_READ(sk, __sk_common.skc_family) != AF_PACKET)
+	if (cookie)
 		return cookie;
+	if (BPF_CORE_READ(sk, __sk_common.skc_family) != AF_PACKET)
+		return tracing_cookie ? bpf_get_socket_cookie(sk) : 0;
 	return SOCK_KEY_PACKET | (__u32)BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
 }
 
@@ -1206,9 +1213,8 @@ int dump_task_bounded(struct bpf_iter__task *ctx)
  * Live sockets and their counters, read by the agent on its poll and at
  * shutdown. Walks every open file of every task, so it sees sockets in all
  * network namespaces and of every family (iter/tcp and iter/udp see one
- * namespace; map iterators are refused on some kernels). A socket shared by
- * several descriptors is written once per descriptor: the agent dedupes by
- * cookie.
+ * namespace). A socket shared by several descriptors is written once per
+ * descriptor: the agent dedupes by cookie.
  */
 SEC("iter/task_file")
 int dump_sock_files(struct bpf_iter__task_file *ctx)
@@ -1225,5 +1231,26 @@ int dump_sock_files(struct bpf_iter__task_file *ctx)
 	f = bpf_sk_storage_get(&sk_flows, sock->sk, NULL, 0);
 	if (f)
 		bpf_seq_write(ctx->meta->seq, f, sizeof(*f));
+	return 0;
+}
+
+/*
+ * Live counters the second way: every entry of sk_flows, by the map's own
+ * iterator (kernel 5.9+). Used where the verifier refuses dump_sock_files (on
+ * some builds sock->sk from bpf_sock_from_file() is an untrusted pointer,
+ * which bpf_sk_storage_get does not take). Each socket comes once, whatever
+ * holds it. A socket whose file is released (sock_release has ended its flow)
+ * keeps its storage until the kernel frees it, after FIN_WAIT or TIME_WAIT:
+ * those are skipped, as dump_sock_files skips them by never meeting their file.
+ */
+SEC("iter/bpf_sk_storage_map")
+int dump_sk_storage(struct bpf_iter__bpf_sk_storage_map *ctx)
+{
+	struct sock_flow *f = ctx->value;
+	struct sock *sk = ctx->sk;
+
+	if (!sk || !f || !sk->sk_socket)
+		return 0;
+	bpf_seq_write(ctx->meta->seq, f, sizeof(*f));
 	return 0;
 }
