@@ -450,10 +450,10 @@ std::optional<std::pair<std::string, std::string>> refused_program(const std::st
 Refusals refusals_from_env(const char* value, const std::vector<std::string>& known) {
   Refusals out;
   if (!value) return out;
-  std::string list = value, name;
+  std::string list = value;
+  std::replace(list.begin(), list.end(), ',', ' ');
   std::istringstream in(list);
-  while (std::getline(in, name, ',')) {
-    if (name.empty()) continue;
+  for (std::string name; in >> name;) {
     if (name != kSkStorageRefusal && std::find(known.begin(), known.end(), name) == known.end())
       throw std::runtime_error(
           fmt::format("EGRESSD_REFUSE_PROGRAMS: no BPF program named '{}' (egressd check lists them)", name));
@@ -508,13 +508,15 @@ class CaptureLibbpf {
 std::unique_ptr<BpfPrograms> BpfPrograms::load(const LoadOptions& opts) {
   const KernelFeatures kernel = probe_kernel_features();
   Refusals refused;
-  if (const char* env = getenv("EGRESSD_REFUSE_PROGRAMS"); env && *env) {
+  std::string names = opts.refuse_programs;
+  if (const char* env = getenv("EGRESSD_REFUSE_PROGRAMS"); env && *env) names += std::string(" ") + env;
+  if (names.find_first_not_of(" ,") != std::string::npos) {
     egressd_bpf* s = egressd_bpf__open();
     if (!s) throw LoaderError("open BPF object", errno);
     std::vector<std::string> known = object_programs(s);
     egressd_bpf__destroy(s);
-    refused = refusals_from_env(env, known);
-    fmt::print(stderr, "egressd: EGRESSD_REFUSE_PROGRAMS is set: {} counted as refused (a test switch)\n", env);
+    refused = refusals_from_env(names.c_str(), known);
+    fmt::print(stderr, "egressd: counted as refused (EGRESSD_REFUSE_PROGRAMS, a test switch):{}\n", names);
   }
   return load_refusing(opts, kernel, std::move(refused));
 }

@@ -122,6 +122,9 @@ struct LoadOptions {
   std::string bytes_hook = "auto";    // kernel.bytes_hook: auto, sock_send_length, fexit, kprobe
   std::string socket_state = "auto";  // kernel.socket_state: auto, sk_storage, hash
   std::string path_walk = "auto";     // kernel.path_walk: auto, bpf_loop, bounded
+  // kernel.refuse_programs, a test switch: program names (commas or spaces)
+  // that count as refused, as EGRESSD_REFUSE_PROGRAMS does.
+  std::string refuse_programs;
 };
 
 // Throws LoaderError when a job the agent cannot run without has no
@@ -134,8 +137,9 @@ LoadPlan choose_plan(const KernelFeatures& k, const LoadOptions& opts, const Ref
 // Nothing when no program's load failed (a map, BTF or privileges instead).
 std::optional<std::pair<std::string, std::string>> refused_program(const std::string& libbpf_log);
 
-// EGRESSD_REFUSE_PROGRAMS=a,b: programs that count as refused, so tests walk
-// every fallback on any kernel. Throws std::runtime_error on a name that is
+// EGRESSD_REFUSE_PROGRAMS=a,b (or kernel.refuse_programs): programs that
+// count as refused, so tests walk every fallback on any kernel. Names are
+// separated by commas or spaces. Throws std::runtime_error on a name that is
 // not one of egressd's programs.
 Refusals refusals_from_env(const char* value, const std::vector<std::string>& known);
 

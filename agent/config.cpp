@@ -80,7 +80,7 @@ void load_config_text(const std::string& text, const std::string& name, Config& 
   if (auto k = root["kernel"]) {
     r.expect_keys(k, "kernel",
                   {"ring_buffer_bytes", "process_table_entries", "flow_table_entries", "bytes_hook", "socket_state",
-                   "path_walk"});
+                   "path_walk", "refuse_programs"});
     auto choice = [&](const char* key, std::initializer_list<const char*> allowed, std::string& out) {
       if (!k[key]) return;
       const std::string name = fmt::format("kernel.{}", key);
@@ -93,6 +93,8 @@ void load_config_text(const std::string& text, const std::string& name, Config& 
     choice("bytes_hook", {"auto", "sock_send_length", "fexit", "kprobe"}, cfg.load.bytes_hook);
     choice("socket_state", {"auto", "sk_storage", "hash"}, cfg.load.socket_state);
     choice("path_walk", {"auto", "bpf_loop", "bounded"}, cfg.load.path_walk);
+    // Test switch: programs counted as refused (names checked at load).
+    if (k["refuse_programs"]) cfg.load.refuse_programs = r.string(k["refuse_programs"], "kernel.refuse_programs");
     if (k["ring_buffer_bytes"]) {
       auto v = r.number(k["ring_buffer_bytes"], "kernel.ring_buffer_bytes", 1 << 16, 1u << 30);
       if (!is_power_of_two(v)) r.fail(k["ring_buffer_bytes"], "'kernel.ring_buffer_bytes' must be a power of two");
