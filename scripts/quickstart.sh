@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEGRESSD_BUILD_TESTS=OFF >/dev/null
 cmake --build build -j"$(nproc)" --target egressd >/dev/null
-build/egressd check --no-load >&2 || true
+build/egressd check >&2 || true
 exec build/egressd run "$@"
