@@ -364,6 +364,12 @@ LoadPlan choose_plan(const KernelFeatures& k, const LoadOptions& opts, const Ref
     socket_jobs.push_back(job);
   }
 
+  plan.state.tracing_cookie = plan.state.socket_hash && !plan.bytes.needs_hash && k.socket_ptr_cookie &&
+                              !refused.count(kTracingCookieRefusal);
+  if (plan.state.socket_hash && !plan.bytes.needs_hash && k.socket_ptr_cookie)
+    if (auto it = refused.find(kTracingCookieRefusal); it != refused.end())
+      state_job.refused.push_back(fmt::format("cookies made in tracing programs: {}", it->second));
+
   // The order egressd check prints them in.
   plan.jobs = {jobs[0], jobs[1], state_job};
   plan.jobs.insert(plan.jobs.end(), socket_jobs.begin(), socket_jobs.end());
@@ -371,7 +377,6 @@ LoadPlan choose_plan(const KernelFeatures& k, const LoadOptions& opts, const Ref
   plan.jobs.push_back(jobs[2]);
   plan.jobs.push_back(jobs[3]);
 
-  plan.state.tracing_cookie = plan.state.socket_hash && !plan.bytes.needs_hash && k.socket_ptr_cookie;
   if (plan.state.socket_hash)
     plan.state.notes.push_back(fmt::format(
         "socket state is in a hash map of {} sockets (kernel.flow_table_entries); sockets beyond it are counted "
@@ -386,13 +391,13 @@ LoadPlan choose_plan(const KernelFeatures& k, const LoadOptions& opts, const Ref
   return plan;
 }
 
-std::optional<std::pair<std::string, std::string>> refused_program(const std::string& log) {
+std::optional<Refusal> refused_program(const std::string& log) {
   // libbpf 1.x: "libbpf: prog 'NAME': BPF program load failed: ...", the
   // verifier's log between BEGIN and END PROG LOAD LOG, then
   // "libbpf: prog 'NAME': failed to load: -13". A program whose hook is not
   // in the kernel fails before the verifier: "failed to find kernel BTF ...".
   std::istringstream in(log);
-  std::string line, name, first_warning, last_verifier_line;
+  std::string line, name, first_warning, last_verifier_line, helper;
   bool in_log = false;
   auto prog_of = [](const std::string& l, std::string* rest) -> std::string {
     auto at = l.find("prog '");
@@ -415,6 +420,7 @@ std::optional<std::pair<std::string, std::string>> refused_program(const std::st
       in_log = true;
       name = prog;
       last_verifier_line.clear();
+      helper.clear();
       continue;
     }
     if (in_log) {
@@ -425,6 +431,11 @@ std::optional<std::pair<std::string, std::string>> refused_program(const std::st
         continue;
       }
       if (!says_nothing(line)) last_verifier_line = line;
+      // "73: (85) call bpf_get_socket_cookie#46"
+      if (auto at = line.find(") call "); at != std::string::npos) {
+        helper = line.substr(at + 7);
+        helper = helper.substr(0, helper.find_first_of("#( "));
+      }
       continue;
     }
     if (prog.empty()) continue;
@@ -442,9 +453,9 @@ std::optional<std::pair<std::string, std::string>> refused_program(const std::st
     if (name.empty()) return std::nullopt;
     failed = name;
   }
-  if (name == failed && !last_verifier_line.empty()) return std::pair{failed, last_verifier_line};
-  if (name == failed && !first_warning.empty()) return std::pair{failed, first_warning};
-  return std::pair{failed, std::string("refused (libbpf said no more)")};
+  if (name == failed && !last_verifier_line.empty()) return Refusal{failed, last_verifier_line, helper};
+  if (name == failed && !first_warning.empty()) return Refusal{failed, first_warning, ""};
+  return Refusal{failed, "refused (libbpf said no more)", ""};
 }
 
 Refusals refusals_from_env(const char* value, const std::vector<std::string>& known) {
@@ -454,7 +465,8 @@ Refusals refusals_from_env(const char* value, const std::vector<std::string>& kn
   std::replace(list.begin(), list.end(), ',', ' ');
   std::istringstream in(list);
   for (std::string name; in >> name;) {
-    if (name != kSkStorageRefusal && std::find(known.begin(), known.end(), name) == known.end())
+    if (name != kSkStorageRefusal && name != kTracingCookieRefusal &&
+        std::find(known.begin(), known.end(), name) == known.end())
       throw std::runtime_error(
           fmt::format("EGRESSD_REFUSE_PROGRAMS: no BPF program named '{}' (egressd check lists them)", name));
     out[name] = "refused by EGRESSD_REFUSE_PROGRAMS (a test switch)";
@@ -539,12 +551,20 @@ std::unique_ptr<BpfPrograms> BpfPrograms::load_refusing(const LoadOptions& opts,
       return p;
     }
     auto which = refused_program(log);
-    if (!which || refused.count(which->first))
+    if (!which || refused.count(which->program))
       throw LoaderError(plan.bytes.mode == "fexit"
                             ? "load BPF programs (bytes counted with fexit on the families' sendmsg)"
                             : "load BPF programs",
                         err);
-    const auto& [program, reason] = *which;
+    const std::string& program = which->program;
+    const std::string& reason = which->reason;
+    // A call to the helper a switch turns on is the switch's refusal, not
+    // the program's: every tracing program makes cookies with it.
+    if (plan.state.tracing_cookie && which->helper == "bpf_get_socket_cookie" &&
+        !refused.count(kTracingCookieRefusal)) {
+      refused[kTracingCookieRefusal] = fmt::format("{} was refused with it: {}", program, reason);
+      continue;
+    }
     // A program the agent cannot do without, refused while socket state is
     // in sk_storage, may load against the hash store: try that first.
     Refusals with = refused;

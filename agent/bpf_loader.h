@@ -88,6 +88,10 @@ enum class LiveCounters { kTaskFile, kSkStorageMap, kHashMap };
 // verifier took only once state moved to the hash store.
 using Refusals = std::map<std::string, std::string>;
 inline constexpr const char* kSkStorageRefusal = "sk_storage";
+// Likewise for the tracing programs making socket cookies (the hash store's
+// tracing_cookie switch): a kernel whose BTF has the helper but whose
+// verifier does not give it to tracing programs (seen on Debian's 5.10).
+inline constexpr const char* kTracingCookieRefusal = "tracing_cookie";
 
 // One job egressd does in the kernel: the hook chosen for it, and each
 // better implementation that was refused, as "hook: reason".
@@ -132,10 +136,17 @@ struct LoadOptions {
 // std::runtime_error when a forced kernel.* choice cannot work here.
 LoadPlan choose_plan(const KernelFeatures& k, const LoadOptions& opts, const Refusals& refused);
 
-// The program the verifier refused, and its reason (the verifier's last line
-// that says what is wrong), from libbpf's messages of a failed load.
-// Nothing when no program's load failed (a map, BTF or privileges instead).
-std::optional<std::pair<std::string, std::string>> refused_program(const std::string& libbpf_log);
+// The program the verifier refused, its reason (the verifier's last line
+// that says what is wrong), and the helper of the last call the verifier
+// reached (where the reason is about a call), from libbpf's messages of a
+// failed load. Nothing when no program's load failed (a map, BTF or
+// privileges instead).
+struct Refusal {
+  std::string program;
+  std::string reason;
+  std::string helper;  // "bpf_get_socket_cookie", or empty
+};
+std::optional<Refusal> refused_program(const std::string& libbpf_log);
 
 // EGRESSD_REFUSE_PROGRAMS=a,b (or kernel.refuse_programs): programs that
 // count as refused, so tests walk every fallback on any kernel. Names are

@@ -281,8 +281,9 @@ constexpr const char* kRefusedLog =
 TEST(RefusedProgram, TheVerifiersLastLineThatSaysWhy) {
   auto r = refused_program(kRefusedLog);
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->first, "dump_sock_files");
-  EXPECT_EQ(r->second, "R2 type=untrusted_ptr_ expected=ptr_, trusted_ptr_, rcu_ptr_");
+  EXPECT_EQ(r->program, "dump_sock_files");
+  EXPECT_EQ(r->reason, "R2 type=untrusted_ptr_ expected=ptr_, trusted_ptr_, rcu_ptr_");
+  EXPECT_EQ(r->helper, "bpf_sk_storage_get");
 }
 
 TEST(RefusedProgram, RefusedBeforeTheVerifierRan) {
@@ -294,16 +295,42 @@ TEST(RefusedProgram, RefusedBeforeTheVerifierRan) {
       "-- END PROG LOAD LOG --\n"
       "libbpf: prog 'dump_sk_storage': failed to load: -1\n");
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->first, "dump_sk_storage");
-  EXPECT_EQ(r->second, "BPF program load failed: Operation not permitted");
+  EXPECT_EQ(r->program, "dump_sk_storage");
+  EXPECT_EQ(r->reason, "BPF program load failed: Operation not permitted");
   // A hook missing from the kernel: no verifier log at all.
   r = refused_program(
       "libbpf: prog 'inet_sendmsg_exit': failed to find kernel BTF type ID of 'inet_sendmsg': -3\n"
       "libbpf: prog 'inet_sendmsg_exit': failed to prepare load attributes: -3\n"
       "libbpf: prog 'inet_sendmsg_exit': failed to load: -3\n");
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->first, "inet_sendmsg_exit");
-  EXPECT_EQ(r->second, "failed to find kernel BTF type ID of 'inet_sendmsg': -3");
+  EXPECT_EQ(r->program, "inet_sendmsg_exit");
+  EXPECT_EQ(r->reason, "failed to find kernel BTF type ID of 'inet_sendmsg': -3");
+  // Debian's 5.10: the helper is in the BTF but not for tracing programs.
+  r = refused_program(
+      "libbpf: prog 'inet_sendmsg_exit': BPF program load failed: Invalid argument\n"
+      "libbpf: prog 'inet_sendmsg_exit': -- BEGIN PROG LOAD LOG --\n"
+      "; return tracing_cookie ? bpf_get_socket_cookie(sk) : 0;\n"
+      "72: (bf) r1 = r6\n"
+      "73: (85) call bpf_get_socket_cookie#46\n"
+      "unknown func bpf_get_socket_cookie#46\n"
+      "processed 34 insns (limit 1000000) max_states_per_insn 0 total_states 3 peak_states 3 mark_read 1\n"
+      "-- END PROG LOAD LOG --\n"
+      "libbpf: prog 'inet_sendmsg_exit': failed to load: -22\n");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->reason, "unknown func bpf_get_socket_cookie#46");
+  EXPECT_EQ(r->helper, "bpf_get_socket_cookie");
+}
+
+TEST(LoadPlan, RefusedTracingCookiesLeaveTheCookiesToTheCgroupHooks) {
+  KernelFeatures k{.bpf_loop = false, .sk_storage_tracing = false, .sock_from_file = false};
+  EXPECT_TRUE(choose_plan(k, LoadOptions{}, {}).state.tracing_cookie);
+  auto p = choose_plan(k, LoadOptions{},
+                       {{kTracingCookieRefusal, "inet_sendmsg_exit was refused with it: unknown func"}});
+  EXPECT_FALSE(p.state.tracing_cookie);
+  EXPECT_EQ(p.bytes.mode, "fexit");  // bytes keep their hook
+  EXPECT_EQ(job(p, "socket state").refused,
+            (Programs{"cookies made in tracing programs: inet_sendmsg_exit was refused with it: unknown func"}));
+  EXPECT_NE(p.state.notes[0].find("predates the agent"), std::string::npos);
 }
 
 TEST(RefusedProgram, NothingWhenNoProgramFailed) {
