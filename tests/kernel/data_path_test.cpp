@@ -331,6 +331,30 @@ TEST_F(DataPath, NoEventsLostOrRejected) {
 }
 
 // A separate agent: SIGTERM must log every open flow with its final count.
+// SCTP, one-to-one style, over IPv4 and IPv6: the same hooks count it (the
+// sendmsg tracepoint, or fexit on inet_sendmsg and inet6_sendmsg). This VM's kernel
+// has no SCTP, so ctest's `kernel` leaves this suite out; the kernel matrix
+// loads Debian's sctp module in its guests and runs it there.
+class Sctp : public DataPath {};
+
+TEST_F(Sctp, OneToOneSendsAreExact) {
+  for (const char* addr : {"127.0.0.1", "::1"}) {
+    TcpSink sink(addr, IPPROTO_SCTP);
+    ASSERT_GT(sink.port(), 0) << "no SCTP in this kernel (the sctp module is not loaded)";
+    const uint64_t bytes = 70'001;
+    TrafficResult r = run_traffic({"sctp", addr, std::to_string(sink.port()), std::to_string(bytes), "4096"});
+    expect_exact(r, r.pid, sink.port(), bytes, traffic_bin());
+    expect_metric(sink.port(), bytes, traffic_bin(), "sctp");
+    // SCTP's connect does not pass cgroup/connect4,6, so there is no
+    // connection-attempted event; the flow carries the destination.
+    auto ended = events_of(agent_->events(), "flow-ended", r.pid);
+    ASSERT_EQ(ended.size(), 1u) << addr;
+    EXPECT_EQ(field(ended[0], "network.transport"), "sctp");
+    EXPECT_EQ(field(ended[0], "destination.ip"), addr);
+    EXPECT_EQ(field(ended[0], "destination.port"), std::to_string(sink.port()));
+  }
+}
+
 TEST(Shutdown, OpenFlowsAreFlushedWithFinalCounts) {
   EGRESSD_REQUIRE_KERNEL();
   auto agent = std::make_unique<AgentProcess>();

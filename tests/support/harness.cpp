@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -324,9 +325,10 @@ int InteractiveTraffic::finish() {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-static int listen_on(const std::string& addr, int type, int* port_out) {
+static int listen_on(const std::string& addr, int type, int* port_out, int protocol = 0) {
   const bool v6 = addr.find(':') != std::string::npos;
-  int fd = socket(v6 ? AF_INET6 : AF_INET, type, 0);
+  int fd = socket(v6 ? AF_INET6 : AF_INET, type, protocol);
+  if (fd < 0) return -1;
   sockaddr_storage ss{};
   socklen_t len;
   if (v6) {
@@ -348,10 +350,17 @@ static int listen_on(const std::string& addr, int type, int* port_out) {
   return fd;
 }
 
-TcpSink::TcpSink(const std::string& addr) {
-  fd_ = listen_on(addr, SOCK_STREAM, &port_);
+TcpSink::TcpSink(const std::string& addr, int protocol) {
+  fd_ = listen_on(addr, SOCK_STREAM, &port_, protocol);
   thread_ = std::thread([this] {
     while (!stop_) {
+      // poll, not a bare accept: shutdown() does not wake an SCTP accept on
+      // Linux 5.10, and the destructor would wait for ever.
+      pollfd p{fd_, POLLIN, 0};
+      if (fd_ < 0 || poll(&p, 1, 100) <= 0) {
+        if (fd_ < 0) break;
+        continue;
+      }
       int c = accept(fd_, nullptr, nullptr);
       if (c < 0) break;
       std::thread([this, c] {
@@ -500,6 +509,25 @@ nlohmann::json PrometheusServer::query(const std::string& promql) const {
     auto j = nlohmann::json::parse(out, nullptr, false);
     if (j.is_discarded() || j.value("status", "") != "success") return nlohmann::json::array();
     return j["data"]["result"];
+}
+
+std::string shell_words(const std::vector<std::string>& argv) {
+  std::string out;
+  for (const auto& a : argv) {
+    std::string q = "'";
+    for (char c : a) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    out += (out.empty() ? "" : " ") + q + "'";
+  }
+  return out;
+}
+
+std::string isolated_command(const std::vector<std::string>& argv) {
+  // unshare --mount: the bind mount of resolv.conf stays in the namespace.
+  const std::string inner =
+      "set -e; ip link set lo up; conf=$(mktemp); echo 'nameserver 127.0.0.1' >\"$conf\"; "
+      "mount --bind \"$conf\" /etc/resolv.conf; exec " +
+      shell_words(argv);
+  return "unshare --net --mount --propagation private sh -c " + shell_words({inner});
 }
 
 }  // namespace egressd::test

@@ -105,9 +105,11 @@ class InteractiveTraffic {
 };
 
 // TCP listener on 127.0.0.1 or ::1 that accepts and drains in a thread.
+// Accepts stream connections and drains them. protocol: 0 (TCP) or
+// IPPROTO_SCTP; port() is 0 when the kernel has no such protocol.
 class TcpSink {
  public:
-  explicit TcpSink(const std::string& addr = "127.0.0.1");
+  explicit TcpSink(const std::string& addr = "127.0.0.1", int protocol = 0);
   ~TcpSink();
   int port() const { return port_; }
   uint64_t received() const { return received_.load(); }
@@ -146,6 +148,15 @@ double metric_sum(const std::string& exposition, const std::string& name,
 int free_tcp_port();
 // Runs a shell command; returns its stdout (and the exit code in *code).
 std::string run_capture(const std::string& cmd, int* code = nullptr);
+
+// argv as a shell command line, each word quoted.
+std::string shell_words(const std::vector<std::string>& argv);
+
+// A shell command that runs argv in a network namespace of its own that has
+// only lo, with an /etc/resolv.conf naming 127.0.0.1: nothing it does can
+// reach another machine. For browsers, and anything else that may call home
+// (update checks, telemetry, resolver probes).
+std::string isolated_command(const std::vector<std::string>& argv);
 
 // Debian's Prometheus on a free loopback port, scraping target every second
 // (job "egressd"). extra_config is appended to prometheus.yml (rule_files,

@@ -166,6 +166,9 @@ void usage() {
                "usage: egressd-traffic [--hold] [--wait-stdin] MODE ...\n"
                "  tcp HOST PORT BYTES CHUNK METHOD   (send|write|writev|sendmsg|sendfile|splice|io_uring)\n"
                "  tcp-late HOST PORT BYTES           connect, wait for stdin, then send\n"
+               "  sctp HOST PORT BYTES CHUNK         one-to-one SCTP, send in chunks\n"
+               "  udp-probe HOST PORT COUNT          connect UDP COUNT times, never send\n"
+               "  dns HOST PORT NAME                 one DNS A query over connected UDP\n"
                "  tcp-thread HOST PORT BYTES         send from a second thread\n"
                "  tcp-inherit HOST PORT PARENT CHILD parent and forked child share one socket\n"
                "  udp HOST PORT COUNT SIZE           connected UDP\n"
@@ -214,6 +217,48 @@ int main(int argc, char** argv) {
       char c;
       if (read(0, &c, 1) < 0) die("read stdin");
     }
+    close(fd);
+  } else if (mode == "sctp" && n == 4) {
+    // One-to-one SCTP (SOCK_STREAM, IPPROTO_SCTP): connect, send in chunks.
+    Addr dst = parse_addr(a[0], std::atoi(a[1]));
+    int fd = socket(dst.family, SOCK_STREAM, IPPROTO_SCTP);
+    if (fd < 0) die("socket(IPPROTO_SCTP)");
+    if (connect(fd, reinterpret_cast<sockaddr*>(&dst.ss), dst.len) < 0) die("connect");
+    bytes = arg_size(a, 2);
+    send_with(fd, "send", bytes, arg_size(a, 3));
+    close(fd);
+  } else if (mode == "udp-probe" && n == 3) {
+    // What getaddrinfo does to choose a source address: connect a UDP socket
+    // to each candidate, read the local address, never send.
+    Addr dst = parse_addr(a[0], std::atoi(a[1]));
+    int fd = socket(dst.family, SOCK_DGRAM, 0);
+    if (fd < 0) die("socket");
+    for (size_t k = 0, count = arg_size(a, 2); k < count; ++k) {
+      if (connect(fd, reinterpret_cast<sockaddr*>(&dst.ss), dst.len) < 0) die("connect");
+      sockaddr_storage local{};
+      socklen_t len = sizeof(local);
+      if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) < 0) die("getsockname");
+    }
+    close(fd);
+  } else if (mode == "dns" && n == 3) {
+    // One A query for NAME to a resolver, over connected UDP; no wait for
+    // the answer.
+    Addr dst = parse_addr(a[0], std::atoi(a[1]));
+    std::vector<unsigned char> q = {0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
+    std::string name = a[2];
+    for (size_t start = 0; start <= name.size();) {
+      size_t dot = name.find('.', start);
+      if (dot == std::string::npos) dot = name.size();
+      q.push_back(static_cast<unsigned char>(dot - start));
+      q.insert(q.end(), name.begin() + static_cast<long>(start), name.begin() + static_cast<long>(dot));
+      start = dot + 1;
+    }
+    q.insert(q.end(), {0, 0, 1, 0, 1});
+    int fd = socket(dst.family, SOCK_DGRAM, 0);
+    if (fd < 0) die("socket");
+    if (connect(fd, reinterpret_cast<sockaddr*>(&dst.ss), dst.len) < 0) die("connect");
+    check_sent(send(fd, q.data(), q.size(), 0), q.size(), "send");
+    bytes = q.size();
     close(fd);
   } else if (mode == "tcp-late" && n == 3) {
     // Connect now, send when told: the socket can predate the agent.
