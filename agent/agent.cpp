@@ -70,6 +70,7 @@ struct Agent::State {
   std::map<std::string, uint64_t> decode_errors;
   uint64_t open_flows = 0, processes = 0, log_lines = 0, log_failures = 0, log_dropped = 0;
   std::map<std::string, uint64_t> parse_failures;
+  std::map<std::string, uint64_t> unsent_udp_connects;
   uint64_t flow_map_entries = 0, flow_extra_entries = 0;
 
   void handle(const void* data, size_t len);
@@ -128,6 +129,7 @@ AgentHealth Agent::State::health() const {
   h.log_write_failures = log_failures;
   h.log_dropped = log_dropped;
   h.parse_failures = parse_failures;
+  h.unsent_udp_connects = unsent_udp_connects;
   h.flow_map_entries = flow_map_entries;
   h.series_folded = counters.folded();
   h.series_expired = counters.expired();
@@ -142,6 +144,7 @@ void Agent::State::publish_health() {
   log_failures = log->write_failures();
   log_dropped = log->dropped();
   parse_failures = flows->parse_failures();
+  unsent_udp_connects = flows->unsent_udp_connects();
   flow_map_entries = flow_extra_entries;
 }
 

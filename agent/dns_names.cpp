@@ -1,5 +1,7 @@
 #include "dns_names.h"
 
+#include "net_addr.h"
+
 #include <libpsl.h>
 #include <sys/socket.h>
 
@@ -73,6 +75,7 @@ void DnsNames::expire(uint64_t now_ns) {
 }
 
 std::string registrable_domain(const std::string& name) {
+  if (is_address_literal(name)) return name;  // "127.0.0.1" is no domain "0.1"
   static const psl_ctx_t* psl = [] {
     const psl_ctx_t* ctx = psl_latest(nullptr);
     return ctx ? ctx : psl_builtin();

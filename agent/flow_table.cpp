@@ -39,6 +39,10 @@ std::string dns_type_name(uint16_t t) {
 
 }  // namespace
 
+bool is_dns_flow(const flow_addr& dst, uint16_t protocol) {
+  return dst.port == 53 && (protocol == IPPROTO_UDP || protocol == IPPROTO_TCP);
+}
+
 size_t connect_result_index(uint32_t result) {
   switch (result) {
     case CONNECT_RESULT_OK: return 0;
@@ -87,7 +91,7 @@ void FlowTable::settle_name(Flow& f) {
                                          std::to_string(f.dst.port),
                                          transport_name(f.family, f.type, f.protocol)},
                                now);
-  if (d_.tools && f.proc->tool_id) {
+  if (d_.tools && f.proc->tool_id && !is_dns_flow(f.dst, f.protocol)) {
     f.expected = d_.tools->expected(f.proc->tool_id, f.dst, f.name);
     if (f.expected == false) d_.counters.add_unexpected_flow(f.series, now);
   }
@@ -141,6 +145,7 @@ void FlowTable::destination_fields(nlohmann::json& j, const Flow& f) const {
   j["network"]["transport"] = transport_name(f.family, f.type, f.protocol);
   if (std::string ntype = network_type(f.dst); !ntype.empty()) j["network"]["type"] = ntype;
   j["network"]["direction"] = "egress";
+  if (is_dns_flow(f.dst, f.protocol)) j["network"]["protocol"] = "dns";
 }
 
 void FlowTable::log_flow(const Flow& f, const char* action, const char* type, uint64_t ts_boot_ns,
@@ -173,7 +178,7 @@ void FlowTable::log_connection(Flow& f) {
   j["egressd"]["flow"]["socket_cookie"] = ev.cookie;
   if (ev.error) j["error"]["code"] = errno_name(ev.error);
   d_.log.write(j);
-  d_.counters.add_connection(f.series, result, ev.hdr.ts_boot_ns);
+  if (!is_dns_flow(f.dst, f.protocol)) d_.counters.add_connection(f.series, result, ev.hdr.ts_boot_ns);
   f.attempt.reset();
   f.result.reset();
 }
@@ -201,6 +206,11 @@ void FlowTable::on_connect_result(const connect_result_event& ev) {
   auto it = attempts_.find(ev.cookie);
   if (it == attempts_.end()) {
     ++results_without_attempt_;
+    return;
+  }
+  if (ev.result == CONNECT_RESULT_UNSENT) {
+    ++unsent_udp_connects_[tool_label(*it->second.proc)];
+    attempts_.erase(it);
     return;
   }
   auto f = primary_.find(ev.cookie);
@@ -233,10 +243,13 @@ void FlowTable::on_first_bytes(const PayloadRecord& rec) {
   const std::string_view text(reinterpret_cast<const char*>(rec.data.data()), rec.data.size());
   HttpRequestInfo http = parse_http_request(text);
   if (!http.host.empty() && (http.status == HttpStatus::kOk || http.status == HttpStatus::kNeedMoreBytes)) {
+    // An address in Host or CONNECT names no domain: the flow keeps its
+    // address (or a better name from elsewhere).
+    const bool literal = is_address_literal(http.host);
     if (http.method == "CONNECT") {
-      set_name(flow, http.host, NameSource::kConnect);
+      if (!literal) set_name(flow, http.host, NameSource::kConnect);
       flow.proxy_target = http.port ? fmt::format("{}:{}", http.host, *http.port) : http.host;
-    } else {
+    } else if (!literal) {
       set_name(flow, http.host, NameSource::kHttp);
     }
   } else if (http.status == HttpStatus::kMalformed) {
@@ -245,7 +258,7 @@ void FlowTable::on_first_bytes(const PayloadRecord& rec) {
     ClientHelloInfo hello = parse_client_hello(rec.data);
     if (!hello.server_name.empty()) {
       flow.sni = hello.server_name;
-      set_name(flow, hello.server_name, NameSource::kSni);
+      if (!is_address_literal(hello.server_name)) set_name(flow, hello.server_name, NameSource::kSni);
     } else if (hello.status == TlsStatus::kMalformed) {
       ++parse_failures_["tls"];
     }
@@ -317,7 +330,8 @@ void FlowTable::on_close(const sock_close_event& ev) {
   const sock_flow& s = ev.flow;
   if (s.flags & SOCK_F_EXTRA) closed_with_extra_.insert(s.cookie);
   attempts_.erase(s.cookie);
-  if (!s.bytes && !(s.flags & SOCK_F_CONNECTED)) {
+  // Nothing of its own and no destination, or a UDP socket that never sent.
+  if (!s.bytes && (!(s.flags & SOCK_F_CONNECTED) || s.sk_type != SOCK_STREAM)) {
     primary_.erase(s.cookie);
     return;
   }
@@ -335,6 +349,8 @@ void FlowTable::on_live_sockets(const std::vector<sock_flow>& socks) {
     // A socket with no destination of its own and no bytes of its own
     // (unconnected UDP, raw): its flows are the per-destination ones.
     if (!s.bytes && !(s.flags & SOCK_F_CONNECTED) && !primary_.count(s.cookie)) continue;
+    // A connected UDP socket begins its flow at its first send.
+    if (!s.bytes && s.sk_type != SOCK_STREAM) continue;
     Flow& f = primary_for(s);
     // A TCP connection that has sent nothing yet (its SYN has wire bytes)
     // still waits for the first payload to name it.

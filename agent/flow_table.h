@@ -11,6 +11,8 @@
 // its first payload (or its close, or a second after it connected), and only
 // then are its series, its expected-destination verdict and its
 // connection-attempted event decided, so every output agrees on the name.
+// A UDP flow begins at its first send: a UDP connect that never sends
+// (getaddrinfo choosing a source address) is counted apart, not logged.
 #pragma once
 
 #include <array>
@@ -74,6 +76,9 @@ class FlowTable {
   size_t open_flows() const { return primary_.size() + extra_.size(); }
   uint64_t results_without_attempt() const { return results_without_attempt_; }
   const std::map<std::string, uint64_t>& parse_failures() const { return parse_failures_; }
+  // UDP sockets connected and closed (or connected again) without a send,
+  // per tool: getaddrinfo's source-address probes. Not connections.
+  const std::map<std::string, uint64_t>& unsent_udp_connects() const { return unsent_udp_connects_; }
   DnsNames& dns_names() { return dns_; }
 
   static constexpr uint64_t kNameWaitNs = 1'000'000'000ULL;
@@ -131,7 +136,12 @@ class FlowTable {
   std::set<uint64_t> live_cookies_;
   uint64_t results_without_attempt_ = 0;
   std::map<std::string, uint64_t> parse_failures_;
+  std::map<std::string, uint64_t> unsent_udp_connects_;
 };
+
+// Resolver traffic (port 53): counted as bytes and named by its questions
+// (dns-query events), never a connection nor an unexpected destination.
+bool is_dns_flow(const flow_addr& dst, uint16_t protocol);
 
 // Index into kConnectResults for a kernel connect_result value.
 size_t connect_result_index(uint32_t result);

@@ -32,6 +32,10 @@ inline constexpr std::array kMetricCatalog = {
     MetricSpec{"egressd_connections_total", MetricKind::kCounter,
                "Connection attempts by result (ok, refused, timeout, denied, error).",
                "tool,binary,destination,port,transport,result"},
+    MetricSpec{"egressd_udp_connects_unsent_total", MetricKind::kCounter,
+               "UDP sockets connected and closed or connected again without a send, per tool: getaddrinfo's "
+               "source-address probes. Not in egressd_connections_total.",
+               "tool"},
     MetricSpec{"egressd_unexpected_flows_total", MetricKind::kCounter,
                "Flows of a tool to a destination outside the tool's expected list.", kFlowLabels},
     MetricSpec{"egressd_dns_queries_total", MetricKind::kCounter,

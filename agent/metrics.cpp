@@ -111,6 +111,7 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
   }
   out.push_back(std::move(refused));
   out.push_back(by_label("egressd_parse_failures_total", "parser", h.parse_failures));
+  out.push_back(by_label("egressd_udp_connects_unsent_total", "tool", h.unsent_udp_connects));
   out.push_back(by_label("egressd_events_lost_total", "reason", h.events_lost));
   out.push_back(by_label("egressd_kernel_map_full_total", "map", h.map_full));
   out.push_back(by_label("egressd_truncated_total", "field", h.truncated));

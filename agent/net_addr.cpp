@@ -56,4 +56,11 @@ std::string errno_name(int err) {
   return name ? name : fmt::format("E{}", err);
 }
 
+bool is_address_literal(const std::string& text) {
+  std::string t = text;
+  if (t.size() > 2 && t.front() == '[' && t.back() == ']') t = t.substr(1, t.size() - 2);
+  unsigned char buf[16];
+  return inet_pton(AF_INET, t.c_str(), buf) == 1 || inet_pton(AF_INET6, t.c_str(), buf) == 1;
+}
+
 }  // namespace egressd

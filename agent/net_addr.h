@@ -21,4 +21,8 @@ std::string transport_name(uint16_t family, uint16_t type, uint16_t protocol);
 // Stable, human-readable errno name ("ECONNREFUSED"); "E<n>" if unknown.
 std::string errno_name(int err);
 
+// Whether text is an IPv4 or IPv6 address (brackets allowed), which names no
+// domain: an HTTP Host or CONNECT target of 127.0.0.1 or [::1].
+bool is_address_literal(const std::string& text);
+
 }  // namespace egressd

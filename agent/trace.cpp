@@ -258,7 +258,7 @@ bool ProcessSelector::matches(const Process& p, const std::string& cgroup_path) 
   return false;
 }
 
-std::string ProcessSelector::describe() const {
+std::string ProcessSelector::describe(const Redactor& redactor) const {
   std::vector<std::string> parts;
   auto add = [&](const char* what, const auto& values) {
     for (const auto& v : values) parts.push_back(fmt::format("{} {}", what, v));
@@ -270,7 +270,7 @@ std::string ProcessSelector::describe() const {
   add("cgroup", o_.cgroups);
   if (!o_.command.empty()) {
     std::string cmd;
-    for (const auto& a : o_.command) cmd += (cmd.empty() ? "" : " ") + a;
+    for (const auto& a : redactor.redact_argv(o_.command)) cmd += (cmd.empty() ? "" : " ") + a;
     parts.push_back(fmt::format("command '{}'", cmd));
   }
   if (parts.empty()) return "every process";
@@ -501,7 +501,8 @@ int run_trace(const TraceOptions& o, const std::atomic<bool>& stop) {
   std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> ring_owner(ring, ring_buffer__free);
 
   const uint64_t started = clock.boot_now_ns();
-  fmt::print(stderr, "egressd trace: following {}{}; Ctrl-C to stop\n", selector.describe(),
+  const std::string following = selector.describe(redactor);
+  fmt::print(stderr, "egressd trace: following {}{}; Ctrl-C to stop\n", following,
              o.destinations.empty() && o.ports.empty() ? "" : " (destination filters on)");
   if (!o.json) {
     const std::string header = trace_header(color);
@@ -538,7 +539,7 @@ int run_trace(const TraceOptions& o, const std::atomic<bool>& stop) {
   if (o.json) {
     nlohmann::json j = ecs_event(host, "trace-summary", "event", {"network"}, {"info"}, clock.to_wall_ns(end));
     j["egressd"]["trace"] = sink.summary.to_json();
-    j["egressd"]["trace"]["following"] = selector.describe();
+    j["egressd"]["trace"]["following"] = following;
     j["egressd"]["trace"]["kernel_events"] = ctx.records;
     std::string line = j.dump();
     std::fwrite(line.data(), 1, line.size(), stdout);
@@ -549,7 +550,7 @@ int run_trace(const TraceOptions& o, const std::atomic<bool>& stop) {
   }
   std::fflush(stdout);
   if (report) {
-    *report << sink.summary.html(selector.describe());
+    *report << sink.summary.html(following);
     report->close();
     if (!*report) throw std::runtime_error(fmt::format("--report {}: write failed", o.report_path));
     fmt::print(stderr, "egressd trace: report written to {}\n", o.report_path);

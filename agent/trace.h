@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "process_table.h"
+#include "redact.h"
 #include "tool_catalog.h"
 
 namespace egressd {
@@ -57,7 +58,9 @@ class ProcessSelector {
   // cgroup_path: the process's cgroup v2 path relative to the mount ("" if
   // unknown).
   bool matches(const Process& p, const std::string& cgroup_path) const;
-  std::string describe() const;
+  // What is followed, for the start line, the summary and the report: the
+  // command line through redactor, as process.command_line is.
+  std::string describe(const Redactor& redactor) const;
 
  private:
   TraceOptions o_;

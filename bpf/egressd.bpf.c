@@ -627,8 +627,9 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx, __u16 family)
 		return 1;
 	/* A socket connected again (UDP may) starts a new flow: end the old. */
 	if (f->flags & SOCK_F_CONNECTED) {
+		/* Pending here: TCP never got an answer; UDP never sent. */
 		if (f->connect_state == CONNECT_PENDING)
-			emit_result(f, CONNECT_RESULT_ERROR, 0);
+			emit_result(f, f->sk_type == SOCK_STREAM ? CONNECT_RESULT_ERROR : CONNECT_RESULT_UNSENT, 0);
 		emit_close(f, CLOSE_RECONNECT);
 		f->bytes = 0;
 		f->sends = 0;
@@ -967,9 +968,11 @@ int sock_release(struct bpf_sock *sk)
 		return 1;
 	if (f->connect_state == CONNECT_PENDING) {
 		/* TCP reports its outcome at the state change; a pending attempt
-		 * here failed before a SYN left (route, permission), or is UDP. */
+		 * here failed before a SYN left (route, permission). UDP reports
+		 * at its first send: pending here, it never sent (a getaddrinfo
+		 * probe, or a socket that only receives). */
 		if (f->sk_type != SOCK_STREAM && sk->state == TCP_ESTABLISHED)
-			emit_result(f, CONNECT_RESULT_OK, 0);
+			emit_result(f, CONNECT_RESULT_UNSENT, 0);
 		else
 			emit_result(f, CONNECT_RESULT_ERROR, 0);
 	}

@@ -170,6 +170,9 @@ enum connect_result {
 	CONNECT_RESULT_TIMEOUT = 3,
 	CONNECT_RESULT_DENIED = 4,
 	CONNECT_RESULT_ERROR = 5,
+	/* A UDP socket connected and released (or connected again) without a
+	 * send: getaddrinfo's source-address probe. Not a connection. */
+	CONNECT_RESULT_UNSENT = 6,
 };
 
 /* Key of bytes that do not belong to a socket's primary flow: unconnected

@@ -169,6 +169,56 @@ TEST_F(Tools, NativeBinaryBehindASymlinkAndUnexpectedDestinations) {
   EXPECT_EQ(field(attempts[0], "egressd.destination.expected"), "false");
 }
 
+// What real CLIs do around every connection: a lookup through the resolver
+// and getaddrinfo's UDP connects that choose a source address. Neither is an
+// unexpected destination nor a connection; the one real stray flow is.
+TEST_F(Tools, LookupsAndSourceAddressProbesRaiseNoAlert) {
+  const std::string link = root_ + "/home/dev/.local/bin/fake-native";
+  const std::string real = root_ + "/home/dev/.local/share/fake-native/versions/1.2.3";
+  pid_t probe = 0, lookup = 0, stray = 0;
+  const std::string other = std::to_string(other_sink_->port());
+  // The suite's agent has counted flows to the other port before.
+  const double stray_before =
+      metric_sum(agent_->scrape(), "egressd_unexpected_flows_total", {{"tool", "fake-native"}, {"port", other}});
+  ASSERT_EQ(run_process({link, "udp-probe", "127.0.0.1", "0", "3"}, &probe), 0);
+  ASSERT_EQ(run_process({link, "udp-probe", "::1", "65535", "2"}, &probe), 0);
+  ASSERT_EQ(run_process({link, "dns", "127.0.0.1", "53", "probe.tools-test.example"}, &lookup), 0);
+  ASSERT_EQ(run_process({link, "tcp", "127.0.0.1", other, "10", "10", "send"}, &stray), 0);
+
+  std::string m;
+  wait_until([&] {
+    m = agent_->scrape();
+    return metric_sum(m, "egressd_udp_connects_unsent_total", {{"tool", "fake-native"}}) >= 5 &&
+           metric_sum(m, "egressd_unexpected_flows_total", {{"tool", "fake-native"}, {"port", other}}) >=
+               stray_before + 1 &&
+           metric_sum(m, "egressd_sent_bytes_total", {{"tool", "fake-native"}, {"port", "53"}}) >= 42;
+  }, 10s);
+  EXPECT_EQ(metric_sum(m, "egressd_udp_connects_unsent_total", {{"tool", "fake-native"}}), 5);
+  // The lookup: its bytes (12 header + 26 name + 4 type and class), no connection, no alert.
+  EXPECT_EQ(metric_sum(m, "egressd_sent_bytes_total", {{"tool", "fake-native"}, {"port", "53"}}), 42);
+  EXPECT_EQ(metric_sum(m, "egressd_connections_total", {{"tool", "fake-native"}, {"port", "53"}}), 0);
+  EXPECT_EQ(metric_sum(m, "egressd_unexpected_flows_total", {{"tool", "fake-native"}, {"port", "53"}}), 0);
+  // The probes: nothing at all.
+  for (const char* port : {"0", "65535"}) {
+    EXPECT_EQ(metric_sum(m, "egressd_connections_total", {{"tool", "fake-native"}, {"port", port}}), 0) << port;
+    EXPECT_EQ(metric_sum(m, "egressd_unexpected_flows_total", {{"tool", "fake-native"}, {"port", port}}), 0) << port;
+  }
+  // Of all three, only the stray TCP flow is unexpected.
+  EXPECT_EQ(metric_sum(m, "egressd_unexpected_flows_total", {{"tool", "fake-native"}, {"port", other}}),
+            stray_before + 1);
+  const auto events = agent_->events();
+  EXPECT_TRUE(events_of(events, "connection-attempted", probe).empty());
+  EXPECT_TRUE(events_of(events, "flow-ended", probe).empty());
+  auto queries = events_of(events, "dns-query", lookup);
+  ASSERT_EQ(queries.size(), 1u);
+  EXPECT_EQ(field(queries[0], "dns.question.name"), "probe.tools-test.example");
+  EXPECT_EQ(field(queries[0], "egressd.tool"), "fake-native");
+  for (const auto& e : events_of(events, "flow-ended", lookup)) {
+    EXPECT_EQ(field(e, "network.protocol"), "dns") << e.dump();
+    EXPECT_EQ(field(e, "egressd.destination.expected"), "") << e.dump();
+  }
+}
+
 TEST_F(Tools, PythonEntryPointWithDaemonAndExecChain) {
   pid_t pid = 0;
   ASSERT_EQ(run_process({root_ + "/fake-py-env/bin/fake-py", port(), traffic_bin()}, &pid), 0);

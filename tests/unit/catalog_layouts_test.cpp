@@ -3,6 +3,7 @@
 // layout is recognised as its tool by the real matcher, and look-alikes are
 // recognised as nothing.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 
 #include <fstream>
 #include <set>
@@ -64,6 +65,21 @@ TEST(CatalogLayouts, EveryLayoutIsItsToolAndLookAlikesAreNothing) {
   }
   for (const auto& t : builtin_tools()) EXPECT_TRUE(covered.count(t.name)) << t.name << " has no layout";
   EXPECT_TRUE(covered.count("none"));
+}
+
+// What the real CLIs were seen to reach at start-up is expected of them:
+// Codex runs `git ls-remote https://github.com/openai/plugins.git`.
+TEST(CatalogLayouts, CodexMayReachGithubAtStartUp) {
+  ToolMatcher m(builtin_tools());
+  const uint32_t codex = m.match("/usr/lib/node_modules/@openai/codex/vendor/x86_64-unknown-linux-musl/codex/codex",
+                                 {"codex"}, "", "");
+  ASSERT_NE(codex, 0u);
+  ASSERT_EQ(m.tool(codex)->name, "codex");
+  flow_addr dst{};
+  dst.family = AF_INET;
+  dst.port = 443;
+  EXPECT_EQ(m.expected(codex, dst, "github.com"), true);
+  EXPECT_EQ(m.expected(codex, dst, "gist.github.com"), false);
 }
 
 TEST(CatalogLayouts, RequiredToolsAreInTheCatalog) {

@@ -186,6 +186,92 @@ TEST_F(PayloadNaming, DnsQueryIsLoggedAndGarbageCounted) {
   EXPECT_EQ(flows_->parse_failures().at("dns"), 1u);
 }
 
+TEST_F(PayloadNaming, AnAddressInTheHostHeaderIsNeverADomain) {
+  EXPECT_EQ(registrable_domain("127.0.0.1"), "127.0.0.1");
+  EXPECT_EQ(registrable_domain("::1"), "::1");
+  EXPECT_EQ(registrable_domain("[2001:db8::1]"), "[2001:db8::1]");
+  connect(5, "127.0.0.1", 19650);
+  const std::string req = "POST /v1/logs HTTP/1.1\r\nHost: 127.0.0.1:19650\r\nContent-Length: 2\r\n\r\n{}";
+  payload(5, PAYLOAD_TCP_FIRST, std::vector<uint8_t>(req.begin(), req.end()));
+  close_flow(5, "127.0.0.1", 19650, 90);
+  auto l = lines();
+  ASSERT_EQ(l.size(), 2u);
+  EXPECT_FALSE(l[1]["destination"].contains("domain")) << l[1].dump();
+  EXPECT_FALSE(l[1]["destination"].contains("registered_domain")) << l[1].dump();
+  EXPECT_EQ(l[1]["destination"]["address"], "127.0.0.1");
+  EXPECT_EQ(dest_label("19650"), "127.0.0.1");
+}
+
+// glibc's and musl's getaddrinfo connect a UDP socket to each candidate
+// address to pick a source address, and never send on it.
+TEST_F(PayloadNaming, AUdpConnectThatNeverSendsIsNoConnection) {
+  for (uint64_t cookie : {70, 71}) {
+    connect_event c{};
+    c.hdr = {EVENT_CONNECT, sizeof(c), 0, 1000};
+    c.cookie = cookie;
+    c.proc = {7, 0, 1};
+    c.dst = v4("127.0.0.1", 0);
+    c.sk_family = AF_INET;
+    c.sk_type = SOCK_DGRAM;
+    c.sk_protocol = IPPROTO_UDP;
+    flows_->on_connect(c);
+    flows_->on_connect_result({{EVENT_CONNECT_RESULT, 32, 0, 2000}, cookie, CONNECT_RESULT_UNSENT, 0});
+    sock_close_event e{};
+    e.hdr = {EVENT_SOCK_CLOSE, sizeof(e), 0, 3000};
+    e.reason = CLOSE_RELEASE;
+    e.flow.cookie = cookie;
+    e.flow.owner = {7, 0, 1};
+    e.flow.dst = c.dst;
+    e.flow.sk_family = AF_INET;
+    e.flow.sk_type = SOCK_DGRAM;
+    e.flow.sk_protocol = IPPROTO_UDP;
+    e.flow.flags = SOCK_F_CONNECTED;
+    e.flow.connect_ns = 1000;
+    flows_->on_close(e);
+  }
+  EXPECT_TRUE(lines().empty());
+  EXPECT_EQ(flows_->unsent_udp_connects().at("none"), 2u);
+  EXPECT_EQ(flows_->open_flows(), 0u);
+  EXPECT_TRUE(counters_.snapshot().empty());
+}
+
+// Resolver traffic is counted as bytes and marked DNS, but it is no
+// connection: every lookup would otherwise count as one.
+TEST_F(PayloadNaming, ResolverTrafficIsNoConnection) {
+  connect_event c{};
+  c.hdr = {EVENT_CONNECT, sizeof(c), 0, 1000};
+  c.cookie = 80;
+  c.proc = {7, 0, 1};
+  c.dst = v4("127.0.0.53", 53);
+  c.sk_family = AF_INET;
+  c.sk_type = SOCK_DGRAM;
+  c.sk_protocol = IPPROTO_UDP;
+  flows_->on_connect(c);
+  flows_->on_connect_result({{EVENT_CONNECT_RESULT, 32, 0, 2000}, 80, CONNECT_RESULT_OK, 0});
+  sock_close_event e{};
+  e.hdr = {EVENT_SOCK_CLOSE, sizeof(e), 0, 3000};
+  e.reason = CLOSE_RELEASE;
+  e.flow.cookie = 80;
+  e.flow.owner = {7, 0, 1};
+  e.flow.dst = c.dst;
+  e.flow.sk_family = AF_INET;
+  e.flow.sk_type = SOCK_DGRAM;
+  e.flow.sk_protocol = IPPROTO_UDP;
+  e.flow.flags = SOCK_F_CONNECTED;
+  e.flow.bytes = 41;
+  e.flow.sends = 1;
+  flows_->on_close(e);
+  auto l = lines();
+  ASSERT_EQ(l.size(), 2u);
+  EXPECT_EQ(l[0]["event"]["action"], "connection-attempted");
+  EXPECT_EQ(l[0]["network"]["protocol"], "dns");
+  EXPECT_EQ(l[1]["network"]["protocol"], "dns");
+  auto snap = counters_.snapshot();
+  ASSERT_EQ(snap.size(), 1u);
+  EXPECT_EQ(snap[0].second.sent_bytes, 41u);
+  for (uint64_t n : snap[0].second.connections) EXPECT_EQ(n, 0u);
+}
+
 TEST_F(PayloadNaming, UnnamedConnectionSettlesAfterTheWait) {
   connect(4, "127.0.0.1", 9000);
   flows_->emit_updates(2000 + FlowTable::kNameWaitNs - 1, 60 * kSec);

@@ -30,7 +30,7 @@ TEST(TraceSelector, NoSelectorFollowsEverything) {
   ProcessSelector s(o, tools());
   EXPECT_TRUE(s.follows_all());
   EXPECT_FALSE(s.decides_at_exec());
-  EXPECT_EQ(s.describe(), "every process");
+  EXPECT_EQ(s.describe(Redactor{}), "every process");
 }
 
 TEST(TraceSelector, CommandAloneFollowsOnlyByDescent) {
@@ -40,7 +40,21 @@ TEST(TraceSelector, CommandAloneFollowsOnlyByDescent) {
   EXPECT_FALSE(s.follows_all());
   EXPECT_FALSE(s.decides_at_exec());
   EXPECT_FALSE(s.matches(proc(1, "/usr/bin/curl", "curl"), ""));
-  EXPECT_EQ(s.describe(), "command 'curl x'");
+  EXPECT_EQ(s.describe(Redactor{}), "command 'curl x'");
+}
+
+TEST(TraceSelector, TheCommandIsDescribedWithItsSecretsRedacted) {
+  TraceOptions o;
+  o.command = {"env", "ANTHROPIC_API_KEY=sk-ant-api03-abcdefghijklmnop", "claude", "--api-key", "hunter2hunter2",
+               "https://user:pa55word@example.com/x"};
+  ProcessSelector s(o, tools());
+  const std::string d = s.describe(Redactor{});
+  EXPECT_EQ(d.find("sk-ant"), std::string::npos) << d;
+  EXPECT_EQ(d.find("hunter2"), std::string::npos) << d;
+  EXPECT_EQ(d.find("pa55word"), std::string::npos) << d;
+  EXPECT_EQ(d,
+            "command 'env ANTHROPIC_API_KEY=[REDACTED] claude --api-key [REDACTED] "
+            "https://user:[REDACTED]@example.com/x'");
 }
 
 TEST(TraceSelector, ExecutablePathGlobAndBareName) {
