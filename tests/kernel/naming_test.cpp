@@ -223,5 +223,20 @@ TEST_F(Naming, PlainHttpHostHeader) {
   EXPECT_EQ(field(f, "egressd.destination.name_source"), "http");
 }
 
+// An address in Host (a local telemetry sink, as one real CLI uses) names no
+// domain: "127.0.0.1" is not the registered domain "0.1".
+TEST_F(Naming, AddressInTheHostHeaderIsNoDomain) {
+  TcpSink sink;
+  pid_t curl = 0;
+  run_process({"curl", "-s", "--max-time", "1", "http://127.0.0.1:" + std::to_string(sink.port()) + "/v1/logs"},
+              &curl);
+  nlohmann::json f = ended_flow(curl, sink.port());
+  ASSERT_TRUE(f.is_object());
+  EXPECT_EQ(field(f, "destination.domain"), "") << f.dump();
+  EXPECT_EQ(field(f, "destination.registered_domain"), "") << f.dump();
+  EXPECT_EQ(field(f, "destination.address"), "127.0.0.1");
+  EXPECT_EQ(field(f, "egressd.destination.name_source"), "") << f.dump();
+}
+
 }  // namespace
 }  // namespace egressd::test

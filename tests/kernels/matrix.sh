@@ -9,8 +9,8 @@
 #   --kernels LIST   kernels to boot, each the newest package of its kind:
 #                    5.10, 6.1, 6.12: the cloud-amd64 kernel of bullseye,
 #                    bookworm, trixie; 6.1-generic: bookworm's generic amd64
-#                    kernel; 6.1-rt: bookworm's PREEMPT_RT kernel; bpo: the
-#                    cloud kernel of bookworm-backports; sid: the newest cloud
+#                    kernel; 6.1-rt: bookworm's PREEMPT_RT kernel; trixie-bpo: the
+#                    cloud kernel of trixie-backports; sid: the newest cloud
 #                    kernel of unstable. They differ in configuration, not
 #                    only in version.
 #   --build DIR      egressd build directory (default: build); the binaries
@@ -60,14 +60,14 @@ MIRROR=http://deb.debian.org
 # the pattern), and the release busybox and a newer archive keyring come from
 # (this machine's, or bookworm).
 declare -A RELEASE=([5.10]=bullseye [6.1]=bookworm [6.12]=trixie [6.1-generic]=bookworm [6.1-rt]=bookworm
-  [bpo]=bookworm-backports [sid]=sid)
+  [trixie-bpo]=trixie-backports [sid]=sid)
 declare -A PACKAGE=(
   [5.10]='^linux-image-5\.10[.-][0-9][^ ]*-cloud-amd64(-unsigned)?$'
   [6.1]='^linux-image-6\.1[.-][0-9][^ ]*-cloud-amd64(-unsigned)?$'
   [6.12]='^linux-image-6\.12[.-][0-9][^ ]*-cloud-amd64(-unsigned)?$'
   [6.1-generic]='^linux-image-6\.1[.-][0-9][^ ]*[0-9]-amd64(-unsigned)?$'
   [6.1-rt]='^linux-image-6\.1[.-][0-9][^ ]*-rt-amd64(-unsigned)?$'
-  [bpo]='^linux-image-[0-9][^ ]*-cloud-amd64(-unsigned)?$'
+  [trixie-bpo]='^linux-image-[0-9][^ ]*-cloud-amd64(-unsigned)?$'
   [sid]='^linux-image-[0-9][^ ]*-cloud-amd64(-unsigned)?$')
 HOST_RELEASE=$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release 2>/dev/null)
 case $HOST_RELEASE in bullseye | bookworm | trixie) ;; *) HOST_RELEASE=bookworm ;; esac
@@ -384,7 +384,10 @@ build_kernel_image() {
   QUEUED=()
   # sctp's libcrc32c asks the crypto API for crc32c when it loads, and there
   # is no modprobe here to load one: the generic implementation goes first.
-  if [[ $(config_value "$config" CRYPTO_CRC32C) == m ]]; then queue_module "$moddir" crc32c_generic "$stage"; fi
+  # (From 6.14 sctp uses the crc32c library directly: no libcrc32c then.)
+  if [[ $(config_value "$config" CRYPTO_CRC32C) == m ]] && [[ -n $(find "$moddir/kernel" -name 'libcrc32c.ko*' | head -n 1) ]]; then
+    queue_module "$moddir" crc32c_generic "$stage"
+  fi
   for opt in "${!MODULE_OF[@]}"; do
     v=$(config_value "$config" "$opt")
     case $v in
@@ -412,7 +415,7 @@ run_vm() {
   local kernel=$1 initrd=$2 serial=$3
   timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
     -nodefaults -nographic -no-reboot -no-user-config \
-    -accel tcg -cpu max -smp 2 -m 2048 \
+    -accel tcg -cpu ${QEMU_CPU:-max} -smp 2 -m 2048 \
     -serial stdio \
     -kernel "$kernel" -initrd "$initrd" \
     -append "console=ttyS0 panic=-1 quiet loglevel=3 mitigations=off random.trust_cpu=on" \
