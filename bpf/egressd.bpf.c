@@ -157,7 +157,10 @@ struct {
  * The live-counter iterators come first in the object: libbpf loads programs
  * in this order, and these are the ones a kernel build may refuse (the loader
  * then loads again without them), so a refusal costs little verification.
+ * EGRESSD_NO_LIVE_ITERATORS leaves them out, for tools that load every
+ * program of the object at once (tests/deploy/systemd_sandbox_test.sh).
  */
+#ifndef EGRESSD_NO_LIVE_ITERATORS
 /*
  * Live sockets and their counters, read by the agent on its poll and at
  * shutdown. Walks every open file of every task, so it sees sockets in all
@@ -203,6 +206,7 @@ int dump_sk_storage(struct bpf_iter__bpf_sk_storage_map *ctx)
 	bpf_seq_write(ctx->meta->seq, f, sizeof(*f));
 	return 0;
 }
+#endif /* EGRESSD_NO_LIVE_ITERATORS */
 
 static __always_inline void kstat_inc(__u32 idx)
 {
