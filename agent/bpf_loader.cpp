@@ -327,11 +327,17 @@ LoadPlan choose_plan(const KernelFeatures& k, const LoadOptions& opts, const Ref
         state_job.refused.push_back(fmt::format("sk_storage: {}", it->second));
     }
     std::vector<Candidate> cs;
+    std::vector<LiveCounters> kinds;  // cs[i] reads live counters the way kinds[i] says
+    auto offer = [&](Candidate c, LiveCounters kind) {
+      cs.push_back(std::move(c));
+      kinds.push_back(kind);
+    };
     if (storage && !refused.count(kSkStorageRefusal)) {
-      if (k.task_file_iter && k.sock_from_file) cs.push_back({"iter/task_file", {"dump_sock_files"}});
-      if (k.sk_storage_map_iter) cs.push_back({"iter/bpf_sk_storage_map", {"dump_sk_storage"}});
+      if (k.task_file_iter && k.sock_from_file)
+        offer({"iter/task_file", {"dump_sock_files"}}, LiveCounters::kTaskFile);
+      if (k.sk_storage_map_iter) offer({"iter/bpf_sk_storage_map", {"dump_sk_storage"}}, LiveCounters::kSkStorageMap);
     }
-    if (mode != "sk_storage") cs.push_back({"socket hash map, read by the agent", {}});
+    if (mode != "sk_storage") offer({"socket hash map, read by the agent", {}}, LiveCounters::kHashMap);
     int i = pick(cs, refused, live_job);
     if (i < 0) {
       if (mode == "sk_storage")
@@ -339,9 +345,7 @@ LoadPlan choose_plan(const KernelFeatures& k, const LoadOptions& opts, const Ref
       nothing_left(live_job);
     }
     add_programs(cs[i]);
-    plan.live = cs[i].hook == "iter/task_file"            ? LiveCounters::kTaskFile
-                : cs[i].hook == "iter/bpf_sk_storage_map" ? LiveCounters::kSkStorageMap
-                                                          : LiveCounters::kHashMap;
+    plan.live = kinds[i];
     plan.state.socket_hash = plan.live == LiveCounters::kHashMap;
     if (plan.state.socket_hash && storage && !refused.count(kSkStorageRefusal))
       state_job.refused.push_back("sk_storage: no live-counter iterator left (see live counters)");

@@ -67,17 +67,20 @@ class PayloadNaming : public ::testing::Test {
   }
   ~PayloadNaming() override { unlink(path_.c_str()); }
 
-  void connect(uint64_t cookie, const char* ip, uint16_t port) {
+  // A connect and its outcome; UDP with udp (its outcome comes at the first
+  // send, or CONNECT_RESULT_UNSENT when it never sends).
+  void connect(uint64_t cookie, const char* ip, uint16_t port, bool udp = false,
+               uint32_t result = CONNECT_RESULT_OK) {
     connect_event c{};
     c.hdr = {EVENT_CONNECT, sizeof(c), 0, 1000};
     c.cookie = cookie;
     c.proc = {7, 0, 1};
     c.dst = v4(ip, port);
     c.sk_family = AF_INET;
-    c.sk_type = SOCK_STREAM;
-    c.sk_protocol = IPPROTO_TCP;
+    c.sk_type = udp ? SOCK_DGRAM : SOCK_STREAM;
+    c.sk_protocol = udp ? IPPROTO_UDP : IPPROTO_TCP;
     flows_->on_connect(c);
-    flows_->on_connect_result({{EVENT_CONNECT_RESULT, 32, 0, 2000}, cookie, CONNECT_RESULT_OK, 0});
+    flows_->on_connect_result({{EVENT_CONNECT_RESULT, 32, 0, 2000}, cookie, result, 0});
   }
   void payload(uint64_t cookie, uint16_t kind, const std::vector<uint8_t>& data, uint16_t proto = IPPROTO_TCP) {
     PayloadRecord r{};
@@ -90,7 +93,7 @@ class PayloadNaming : public ::testing::Test {
     r.data = data;
     flows_->on_payload(r);
   }
-  void close_flow(uint64_t cookie, const char* ip, uint16_t port, uint64_t bytes) {
+  void close_flow(uint64_t cookie, const char* ip, uint16_t port, uint64_t bytes, bool udp = false) {
     sock_close_event e{};
     e.hdr = {EVENT_SOCK_CLOSE, sizeof(e), 0, 9000};
     e.reason = CLOSE_RELEASE;
@@ -98,10 +101,12 @@ class PayloadNaming : public ::testing::Test {
     e.flow.owner = {7, 0, 1};
     e.flow.dst = v4(ip, port);
     e.flow.sk_family = AF_INET;
-    e.flow.sk_type = SOCK_STREAM;
-    e.flow.sk_protocol = IPPROTO_TCP;
+    e.flow.sk_type = udp ? SOCK_DGRAM : SOCK_STREAM;
+    e.flow.sk_protocol = udp ? IPPROTO_UDP : IPPROTO_TCP;
     e.flow.flags = SOCK_F_CONNECTED;
+    e.flow.connect_ns = 1000;
     e.flow.bytes = bytes;
+    e.flow.sends = bytes ? 1 : 0;
     flows_->on_close(e);
   }
   std::vector<nlohmann::json> lines() {
@@ -206,28 +211,8 @@ TEST_F(PayloadNaming, AnAddressInTheHostHeaderIsNeverADomain) {
 // address to pick a source address, and never send on it.
 TEST_F(PayloadNaming, AUdpConnectThatNeverSendsIsNoConnection) {
   for (uint64_t cookie : {70, 71}) {
-    connect_event c{};
-    c.hdr = {EVENT_CONNECT, sizeof(c), 0, 1000};
-    c.cookie = cookie;
-    c.proc = {7, 0, 1};
-    c.dst = v4("127.0.0.1", 0);
-    c.sk_family = AF_INET;
-    c.sk_type = SOCK_DGRAM;
-    c.sk_protocol = IPPROTO_UDP;
-    flows_->on_connect(c);
-    flows_->on_connect_result({{EVENT_CONNECT_RESULT, 32, 0, 2000}, cookie, CONNECT_RESULT_UNSENT, 0});
-    sock_close_event e{};
-    e.hdr = {EVENT_SOCK_CLOSE, sizeof(e), 0, 3000};
-    e.reason = CLOSE_RELEASE;
-    e.flow.cookie = cookie;
-    e.flow.owner = {7, 0, 1};
-    e.flow.dst = c.dst;
-    e.flow.sk_family = AF_INET;
-    e.flow.sk_type = SOCK_DGRAM;
-    e.flow.sk_protocol = IPPROTO_UDP;
-    e.flow.flags = SOCK_F_CONNECTED;
-    e.flow.connect_ns = 1000;
-    flows_->on_close(e);
+    connect(cookie, "127.0.0.1", 0, true, CONNECT_RESULT_UNSENT);
+    close_flow(cookie, "127.0.0.1", 0, 0, true);
   }
   EXPECT_TRUE(lines().empty());
   EXPECT_EQ(flows_->unsent_udp_connects().at("none"), 2u);
@@ -238,29 +223,8 @@ TEST_F(PayloadNaming, AUdpConnectThatNeverSendsIsNoConnection) {
 // Resolver traffic is counted as bytes and marked DNS, but it is no
 // connection: every lookup would otherwise count as one.
 TEST_F(PayloadNaming, ResolverTrafficIsNoConnection) {
-  connect_event c{};
-  c.hdr = {EVENT_CONNECT, sizeof(c), 0, 1000};
-  c.cookie = 80;
-  c.proc = {7, 0, 1};
-  c.dst = v4("127.0.0.53", 53);
-  c.sk_family = AF_INET;
-  c.sk_type = SOCK_DGRAM;
-  c.sk_protocol = IPPROTO_UDP;
-  flows_->on_connect(c);
-  flows_->on_connect_result({{EVENT_CONNECT_RESULT, 32, 0, 2000}, 80, CONNECT_RESULT_OK, 0});
-  sock_close_event e{};
-  e.hdr = {EVENT_SOCK_CLOSE, sizeof(e), 0, 3000};
-  e.reason = CLOSE_RELEASE;
-  e.flow.cookie = 80;
-  e.flow.owner = {7, 0, 1};
-  e.flow.dst = c.dst;
-  e.flow.sk_family = AF_INET;
-  e.flow.sk_type = SOCK_DGRAM;
-  e.flow.sk_protocol = IPPROTO_UDP;
-  e.flow.flags = SOCK_F_CONNECTED;
-  e.flow.bytes = 41;
-  e.flow.sends = 1;
-  flows_->on_close(e);
+  connect(80, "127.0.0.53", 53, true);
+  close_flow(80, "127.0.0.53", 53, 41, true);
   auto l = lines();
   ASSERT_EQ(l.size(), 2u);
   EXPECT_EQ(l[0]["event"]["action"], "connection-attempted");
