@@ -7,7 +7,7 @@ Checks:
   - every panel (rows' nested panels included) and every target uses that
     variable as its data source, and panel ids are unique;
   - every target has a non-empty expr, and every metric name in an expr or a
-    template variable query is in agent/metric_catalog.h, or is
+    template variable query is in agent/output/metric_catalog.h, or is
     egressd_unexpected_flows_total or up;
   - the panels the deployment issue asks for are there;
   - when promtool is installed, every expr parses as PromQL (Grafana's
@@ -102,7 +102,7 @@ def main():
     catalog = catalog_metrics(CATALOG)
     known = catalog | EXTRA_METRICS
     print(f"dashboard: {os.path.relpath(DASHBOARD, ROOT)}")
-    print(f"metric names allowed: {len(catalog)} from agent/metric_catalog.h"
+    print(f"metric names allowed: {len(catalog)} from agent/output/metric_catalog.h"
           + "".join(f", {m}" for m in sorted(EXTRA_METRICS - catalog)))
     try:
         dash = json.load(open(DASHBOARD, encoding="utf-8"))
@@ -160,7 +160,7 @@ def main():
         names = metric_names(expr)
         check(names, f"{where}: no metric name found in {expr!r}")
         for n in sorted(names - known):
-            failures.append(f"{where}: metric {n!r} is not in agent/metric_catalog.h: {expr}")
+            failures.append(f"{where}: metric {n!r} is not in agent/output/metric_catalog.h: {expr}")
         used |= names
     done = section(done, f"every expr is non-empty and uses known metrics: {', '.join(sorted(used))}")
 

@@ -4,7 +4,7 @@
 #   - promtool test rules on tests/deploy/prometheus_rules_test.yml, which
 #     covers every recording rule's value and every alert firing and staying
 #     quiet; every rule of the file must appear in it;
-#   - every metric the rules use is in agent/metric_catalog.h (or is
+#   - every metric the rules use is in agent/output/metric_catalog.h (or is
 #     egressd_unexpected_flows_total, or up);
 #   - promtool check config on the example prometheus.yml;
 #   - amtool check-config on alertmanager.yml, and amtool config routes test:
@@ -37,7 +37,7 @@ sys.path.insert(0, sys.argv[3] + "/tests/deploy")
 from dashboard_test import catalog_metrics, metric_names  # noqa: E402
 rules = yaml.safe_load(open(sys.argv[1]))
 tests = yaml.safe_load(open(sys.argv[2]))
-known = catalog_metrics(sys.argv[3] + "/agent/metric_catalog.h") | {"egressd_unexpected_flows_total", "up"}
+known = catalog_metrics(sys.argv[3] + "/agent/output/metric_catalog.h") | {"egressd_unexpected_flows_total", "up"}
 recorded = set()
 tested_alerts, fired, quiet, tested_exprs = set(), set(), set(), ""
 for t in tests["tests"]:
@@ -52,7 +52,7 @@ for g in rules["groups"]:
         unknown = {n for n in names if n not in known and n not in recorded}
         name = r.get("alert") or r.get("record")
         print(("FAIL " if unknown else "ok   ") + f"{name}: metrics {', '.join(sorted(names))}"
-              + (f" not in agent/metric_catalog.h: {sorted(unknown)}" if unknown else ""))
+              + (f" not in agent/output/metric_catalog.h: {sorted(unknown)}" if unknown else ""))
         if "record" in r:
             recorded.add(r["record"])
             print(("ok   " if r["record"] in tested_exprs else "FAIL ") + f"{r['record']}: value tested")

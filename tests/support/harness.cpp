@@ -17,7 +17,7 @@
 #include <regex>
 #include <sstream>
 
-#include "bpf_loader.h"
+#include "bpf_programs.h"
 #include "feature_probe.h"
 
 namespace egressd::test {

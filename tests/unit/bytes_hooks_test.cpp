@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "bpf_loader.h"
+#include "hook_plan.h"
 
 namespace egressd {
 namespace {
@@ -16,7 +16,7 @@ template <typename F>
 std::string error_of(F&& choose) {
   try {
     choose();
-  } catch (const std::runtime_error& e) {
+  } catch (const std::exception& e) {
     return e.what();
   }
   return "";
@@ -55,7 +55,8 @@ TEST(BytesHooks, ForcedChoices) {
   KernelFeatures old{.sock_send_length = false, .sendpage_op = true, .packet_sendmsg = true};
   EXPECT_EQ(error_of([&] { choose_bytes_hooks(old, "sock_send_length"); }),
             "kernel.bytes_hook sock_send_length: this kernel has no tp_btf/sock_send_length (Linux before 6.3)");
-  EXPECT_THROW(choose_bytes_hooks(modern, "uprobe"), std::runtime_error);
+  EXPECT_THROW(choose_bytes_hooks(modern, "uprobe"), UsageError);  // exit 2: the configuration
+  EXPECT_THROW(choose_bytes_hooks(old, "sock_send_length"), UnusableHere);  // exit 1: this kernel
 }
 
 TEST(BytesHooks, KprobesWhereTheyAreConfigured) {  // a kernel without BPF trampolines
@@ -256,10 +257,10 @@ TEST(LoadPlan, ForcedChoices) {
             "kernel.path_walk bpf_loop: this kernel has no bpf_loop helper (Linux before 5.17)");
   o = LoadOptions{};
   o.socket_state = "array";
-  EXPECT_THROW(choose_plan(KernelFeatures{}, o, {}), std::runtime_error);
+  EXPECT_THROW(choose_plan(KernelFeatures{}, o, {}), UsageError);
   o = LoadOptions{};
   o.path_walk = "unrolled";
-  EXPECT_THROW(choose_plan(KernelFeatures{}, o, {}), std::runtime_error);
+  EXPECT_THROW(choose_plan(KernelFeatures{}, o, {}), UsageError);
 }
 
 // libbpf 1.1's messages when the verifier refuses a program, as this VM's

@@ -1,4 +1,6 @@
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +20,16 @@ class EventLogTest : public ::testing::Test {
     dir_ = mkdtemp(tmpl);
   }
   void TearDown() override { fs::remove_all(dir_); }
+  static int flap(EventLog& log, const std::string& path) {
+    log.write({{"pad", std::string(900, 'a')}});  // fits: ~912 of 1000 bytes
+    log.flush();
+    for (int i = 0; i < 5; ++i) {
+      log.write({{"pad", std::string(200, 'b')}});  // does not fit
+      log.write({{"i", i}});                          // fits
+      log.flush();
+    }
+    return static_cast<int>(count_lines(path));
+  }
   static size_t count_lines(const fs::path& p) {
     std::ifstream in(p);
     size_t n = 0;
@@ -93,6 +105,66 @@ TEST_F(EventLogTest, FullDiskIsCountedNotFatal) {
   log->flush();
   EXPECT_EQ(log->write_failures(), 50u);
   EXPECT_EQ(log->lines(), 0u);
+}
+
+// A nearly full disk, made with RLIMIT_FSIZE: lines that would pass the limit
+// fail (EFBIG, after a partial write), shorter ones still fit.
+class NearlyFullDisk {
+ public:
+  explicit NearlyFullDisk(rlim_t bytes) {
+    old_handler_ = signal(SIGXFSZ, SIG_IGN);
+    getrlimit(RLIMIT_FSIZE, &old_);
+    rlimit l = old_;
+    l.rlim_cur = bytes;
+    setrlimit(RLIMIT_FSIZE, &l);
+  }
+  ~NearlyFullDisk() {
+    setrlimit(RLIMIT_FSIZE, &old_);
+    signal(SIGXFSZ, old_handler_);
+  }
+
+ private:
+  rlimit old_{};
+  sighandler_t old_handler_;
+};
+
+TEST_F(EventLogTest, FlappingDiskIsReportedOnceNotPerFlap) {
+  LogOptions o;
+  o.path = dir_ + "/events.json";
+  o.max_files = 0;
+  testing::internal::CaptureStderr();
+  {
+    NearlyFullDisk disk(1000);
+    auto log = EventLog::open(o);
+    // count_lines parses each line: the partial writes were truncated away.
+    EXPECT_EQ(flap(*log, o.path), 6);
+    EXPECT_EQ(log->write_failures(), 5u);
+    EXPECT_EQ(log->lines(), 6u);
+  }
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(err, "egressd: event log " + o.path +
+                     ": File too large; lines are counted in egressd_log_write_failures_total until writes succeed again\n");
+}
+
+TEST_F(EventLogTest, RecoveryIsReportedOnceWritesHaveSettled) {
+  LogOptions o;
+  o.path = dir_ + "/events.json";
+  o.max_files = 0;
+  o.settle = std::chrono::milliseconds(0);
+  testing::internal::CaptureStderr();
+  {
+    NearlyFullDisk disk(1000);
+    auto log = EventLog::open(o);
+    log->write({{"pad", std::string(900, 'a')}});
+    log->write({{"pad", std::string(200, 'b')}});
+    log->write({{"pad", std::string(200, 'c')}});
+    log->write({{"i", 1}});
+    log->flush();
+  }
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(err, "egressd: event log " + o.path +
+                     ": File too large; lines are counted in egressd_log_write_failures_total until writes succeed again\n"
+                     "egressd: event log writes succeed again (2 lines lost)\n");
 }
 
 TEST_F(EventLogTest, FullQueueDropsAndCounts) {

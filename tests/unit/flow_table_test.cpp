@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "addr_helpers.h"
+#include "event_log.h"
 #include "flow_table.h"
 #include "redact.h"
 

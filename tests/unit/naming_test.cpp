@@ -11,6 +11,7 @@
 
 #include "dns_names.h"
 #include "dns_parser.h"
+#include "event_log.h"
 #include "flow_table.h"
 
 namespace egressd {

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include "process_table.h"
+#include "text.h"
 #include "tool_catalog.h"
 #include "tool_matcher.h"
 

@@ -1,0 +1,44 @@
+// egressd's configuration: defaults, then the YAML file, then flags.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "hook_plan.h"
+#include "egress_counters.h"
+#include "event_log.h"
+#include "flow_table.h"
+#include "metrics.h"
+#include "pipeline.h"
+#include "tool_catalog.h"
+#include "yaml_reader.h"
+
+namespace egressd {
+
+struct Config {
+  std::string metrics_address = "127.0.0.1:8789";
+  LogOptions log;
+  uint64_t update_interval_ms = 60'000;  // flow-updated for long-lived flows
+  uint64_t poll_interval_ms = 2'000;     // read live counters from the kernel
+  uint64_t drain_interval_ms = 100;      // longest wait before events are read
+  LoadOptions load;
+  SeriesBudget series;
+  BasicAuth metrics_auth;
+  DestinationLabel destination_label = DestinationLabel::kName;
+  std::vector<std::string> redact_patterns;
+  std::vector<ToolSpec> tools;  // from the file; merged over the built-ins
+  std::string proc_root = "/proc";
+};
+
+
+// What the pipeline takes from the configuration.
+PipelineOptions pipeline_options(const Config& cfg);
+
+// Reads and validates a YAML file over cfg. Throws ConfigError.
+void load_config_file(const std::string& path, Config& cfg);
+// Same, from text (tests); name is used in messages.
+void load_config_text(const std::string& text, const std::string& name, Config& cfg);
+
+}  // namespace egressd

@@ -1,0 +1,526 @@
+#include "bpf_programs.h"
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <unordered_set>
+
+#include "egressd_bpf.skel.h"
+#include "feature_probe.h"
+#include "log.h"
+
+namespace egressd {
+namespace {
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
+namespace {
+
+// Every program in bpf/egressd.bpf.c, for EGRESSD_REFUSE_PROGRAMS.
+std::vector<std::string> object_programs(const egressd_bpf* s) {
+  std::vector<std::string> out;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, s->obj) out.emplace_back(bpf_program__name(prog));
+  return out;
+}
+
+// libbpf's messages while a load runs, kept to find the refused program;
+// passed on to the print function that was set before (egressd -v).
+std::mutex g_capture_mu;
+std::string* g_capture = nullptr;
+libbpf_print_fn_t g_previous_print = nullptr;
+
+int capture_print(enum libbpf_print_level level, const char* format, va_list args) {
+  va_list for_size, for_text;
+  va_copy(for_size, args);
+  va_copy(for_text, args);
+  if (g_capture) {
+    int n = vsnprintf(nullptr, 0, format, for_size);
+    if (n > 0) {
+      std::string text(static_cast<size_t>(n) + 1, '\0');
+      vsnprintf(text.data(), text.size(), format, for_text);
+      text.pop_back();
+      g_capture->append(text);
+    }
+  }
+  va_end(for_size);
+  va_end(for_text);
+  // What a refusal says is summarized by the loader (egressd check lists it);
+  // -v shows it all.
+  return g_previous_print && verbose() ? g_previous_print(level, format, args) : 0;
+}
+
+// Outside a load: with -v everything libbpf says, as it says it (verifier
+// logs span lines); else its warnings, one line each.
+int print_libbpf(enum libbpf_print_level level, const char* format, va_list args) {
+  if (verbose()) return vfprintf(stderr, format, args);
+  if (level != LIBBPF_WARN) return 0;
+  char text[1024];
+  int n = vsnprintf(text, sizeof(text), format, args);
+  if (n <= 0) return n;
+  std::string_view line(text, std::min(static_cast<size_t>(n), sizeof(text) - 1));
+  while (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+  log_line(Severity::kWarning, line);
+  return n;
+}
+
+class CaptureLibbpf {
+ public:
+  explicit CaptureLibbpf(std::string& out) : lock_(g_capture_mu) {
+    g_capture = &out;
+    g_previous_print = libbpf_set_print(capture_print);
+  }
+  ~CaptureLibbpf() {
+    libbpf_set_print(g_previous_print);
+    g_capture = nullptr;
+  }
+
+ private:
+  std::lock_guard<std::mutex> lock_;
+};
+
+}  // namespace
+
+void route_libbpf_messages() { libbpf_set_print(print_libbpf); }
+
+std::unique_ptr<BpfPrograms> BpfPrograms::load(const LoadOptions& opts) {
+  const KernelFeatures kernel = probe_kernel_features();
+  Refusals refused;
+  std::string names = opts.refuse_programs;
+  if (const char* env = getenv("EGRESSD_REFUSE_PROGRAMS"); env && *env) names += std::string(" ") + env;
+  if (names.find_first_not_of(" ,") != std::string::npos) {
+    egressd_bpf* s = egressd_bpf__open();
+    if (!s) throw LoaderError("open BPF object", errno);
+    std::vector<std::string> known = object_programs(s);
+    egressd_bpf__destroy(s);
+    refused = refusals_from_env(names.c_str(), known);
+    log_info("counted as refused (EGRESSD_REFUSE_PROGRAMS, a test switch):{}", names);
+  }
+  return load_refusing(opts, kernel, std::move(refused));
+}
+
+std::unique_ptr<BpfPrograms> BpfPrograms::load_refusing(const LoadOptions& opts, const KernelFeatures& kernel,
+                                                        Refusals refused) {
+  const auto start = std::chrono::steady_clock::now();
+  // Each refusal takes one implementation away: this ends.
+  for (unsigned attempt = 1;; ++attempt) {
+    LoadPlan plan = choose_plan(kernel, opts, refused);
+    int err = 0;
+    std::string log;
+    auto p = load_plan(opts, plan, err, log);
+    if (p) {
+      p->kernel_ = kernel;
+      p->refused_ = std::move(refused);
+      p->load_attempts_ = attempt;
+      p->load_ns_ = static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
+      return p;
+    }
+    auto which = refused_program(log);
+    if (!which || refused.count(which->program))
+      throw LoaderError(plan.bytes.mode == "fexit"
+                            ? "load BPF programs (bytes counted with fexit on the families' sendmsg)"
+                            : "load BPF programs",
+                        err);
+    const std::string& program = which->program;
+    const std::string& reason = which->reason;
+    // A call to the helper a switch turns on is the switch's refusal, not
+    // the program's: every tracing program makes cookies with it.
+    if (plan.state.tracing_cookie && which->helper == "bpf_get_socket_cookie" &&
+        !refused.count(kTracingCookieRefusal)) {
+      refused[kTracingCookieRefusal] = fmt::format("{} was refused with it: {}", program, reason);
+      continue;
+    }
+    // A program the agent cannot do without, refused while socket state is
+    // in sk_storage, may load against the hash store: try that first.
+    Refusals with = refused;
+    with[program] = reason;
+    bool replaceable = true;
+    try {
+      choose_plan(kernel, opts, with);
+    } catch (const LoaderError&) {
+      replaceable = false;
+    }
+    if (!replaceable && !plan.state.socket_hash && opts.socket_state == "auto" && !refused.count(kSkStorageRefusal))
+      refused[kSkStorageRefusal] = fmt::format("{} was refused with it: {}", program, reason);
+    else
+      refused = std::move(with);
+  }
+}
+
+std::unique_ptr<BpfPrograms> BpfPrograms::load_plan(const LoadOptions& opts, const LoadPlan& plan, int& err,
+                                                    std::string& log) {
+  std::unique_ptr<BpfPrograms> p(new BpfPrograms());
+  p->opts_ = opts;
+  p->plan_ = plan;
+  p->skel_ = egressd_bpf__open();
+  if (!p->skel_) throw LoaderError("open BPF object", errno);
+  egressd_bpf* s = p->skel_;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, s->obj) {
+    const std::string name = bpf_program__name(prog);
+    bpf_program__set_autoload(prog, std::find(plan.programs.begin(), plan.programs.end(), name) != plan.programs.end());
+  }
+  s->rodata->sock_state_hash = plan.state.socket_hash ? 1 : 0;
+  s->rodata->tracing_cookie = plan.state.tracing_cookie ? 1 : 0;
+  s->rodata->ringbuf_wakeup_bytes = opts.ring_wakeup_bytes;
+  s->rodata->trace_mode = opts.trace_mode ? 1 : 0;
+  s->rodata->trace_decide = opts.trace_decide ? 1 : 0;
+  if (int e = bpf_map__set_max_entries(s->maps.events, opts.ring_buffer_bytes))
+    throw LoaderError("size ring buffer", -e);
+  if (int e = bpf_map__set_max_entries(s->maps.procs, opts.process_table_entries))
+    throw LoaderError("size process table", -e);
+  if (int e = bpf_map__set_max_entries(s->maps.flow_extra, opts.flow_table_entries))
+    throw LoaderError("size flow table", -e);
+  // Unused with sk_storage; allocated per entry (BPF_F_NO_PREALLOC) anyway.
+  if (int e = bpf_map__set_max_entries(s->maps.sk_flows_hash, plan.state.socket_hash ? opts.flow_table_entries : 1))
+    throw LoaderError("size socket table", -e);
+  int e;
+  {
+    CaptureLibbpf capture(log);
+    e = egressd_bpf__load(s);
+  }
+  if (e) {
+    err = -e;
+    return nullptr;
+  }
+  return p;
+}
+
+std::vector<std::pair<std::string, std::string>> BpfPrograms::hook_plan() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& j : plan_.jobs) out.emplace_back(j.job, j.hook);
+  return out;
+}
+
+BpfPrograms::~BpfPrograms() {
+  detach_all();
+  if (skel_) egressd_bpf__destroy(skel_);
+}
+
+namespace {
+
+// A program the kernel would not attach: the job may have another way.
+struct AttachRefused {
+  std::string program;
+  std::string reason;
+};
+
+}  // namespace
+
+void BpfPrograms::attach_tracing(const char* name, bpf_program* prog) {
+  bpf_link* link = bpf_program__attach(prog);
+  if (!link) throw AttachRefused{name, fmt::format("attach {}: {}", bpf_program__section_name(prog), errno_text(errno))};
+  links_.push_back(link);
+  attached_.push_back(fmt::format("{} -> {}", name, bpf_program__section_name(prog)));
+}
+
+void BpfPrograms::attach_cgroup(const char* name, bpf_program* prog, int cgroup_fd) {
+  bpf_link* link = bpf_program__attach_cgroup(prog, cgroup_fd);
+  if (!link)
+    throw AttachRefused{name, fmt::format("attach to cgroup {}: {}", opts_.cgroup_path, errno_text(errno))};
+  links_.push_back(link);
+  attached_.push_back(fmt::format("{} -> {} ({})", name, bpf_program__section_name(prog),
+                                  opts_.cgroup_path));
+}
+
+void BpfPrograms::attach_iter(const char* name, bpf_program* prog, bpf_link** out, int map_fd) {
+  union bpf_iter_link_info info {};
+  DECLARE_LIBBPF_OPTS(bpf_iter_attach_opts, o);
+  if (map_fd >= 0) {
+    info.map.map_fd = static_cast<__u32>(map_fd);
+    o.link_info = &info;
+    o.link_info_len = sizeof(info);
+  }
+  bpf_link* link = bpf_program__attach_iter(prog, map_fd >= 0 ? &o : nullptr);
+  if (!link) throw AttachRefused{name, fmt::format("attach {}: {}", bpf_program__section_name(prog), errno_text(errno))};
+  links_.push_back(link);
+  *out = link;
+  attached_.push_back(fmt::format("{} -> {}", name, bpf_program__section_name(prog)));
+}
+
+void BpfPrograms::detach_all() {
+  for (auto it = links_.rbegin(); it != links_.rend(); ++it) bpf_link__destroy(*it);
+  links_.clear();
+  attached_.clear();
+  task_iter_ = live_iter_ = nullptr;
+}
+
+void BpfPrograms::attach() {
+  for (;;) {
+    try {
+      attach_all();
+      return;
+    } catch (const AttachRefused& r) {
+      // Load the next plan without this program and attach that instead.
+      detach_all();
+      Refusals refused = refused_;
+      refused[r.program] = r.reason;
+      std::unique_ptr<BpfPrograms> next = load_refusing(opts_, kernel_, std::move(refused));
+      std::swap(skel_, next->skel_);
+      std::swap(plan_, next->plan_);
+      std::swap(refused_, next->refused_);
+      load_attempts_ += next->load_attempts_;
+      load_ns_ += next->load_ns_;
+    }
+  }
+}
+
+void BpfPrograms::attach_all() {
+  egressd_bpf* s = skel_;
+  // Process identity first: every process that starts from here on is seen
+  // by an event, and the task iterator below finds the ones already running.
+  const bool bounded = plan_.state.bounded_walk;
+  attach_tracing(bounded ? "sched_process_exec_bounded" : "sched_process_exec",
+                 bounded ? s->progs.sched_process_exec_bounded : s->progs.sched_process_exec);
+  attach_tracing("sched_process_fork", s->progs.sched_process_fork);
+  attach_tracing("sched_process_exit", s->progs.sched_process_exit);
+  attach_iter(bounded ? "dump_task_bounded" : "dump_task", bounded ? s->progs.dump_task_bounded : s->progs.dump_task,
+              &task_iter_);
+  if (plan_.live == LiveCounters::kTaskFile)
+    attach_iter("dump_sock_files", s->progs.dump_sock_files, &live_iter_);
+  else if (plan_.live == LiveCounters::kSkStorageMap)
+    attach_iter("dump_sk_storage", s->progs.dump_sk_storage, &live_iter_, bpf_map__fd(s->maps.sk_flows));
+
+  Fd cgroup(open(opts_.cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (cgroup.get() < 0) throw LoaderError(fmt::format("open cgroup {}", opts_.cgroup_path), errno);
+  attach_cgroup("sock_create", s->progs.sock_create, cgroup.get());
+  attach_cgroup("connect4", s->progs.connect4, cgroup.get());
+  attach_cgroup("connect6", s->progs.connect6, cgroup.get());
+  attach_cgroup("sendmsg4", s->progs.sendmsg4, cgroup.get());
+  attach_cgroup("sendmsg6", s->progs.sendmsg6, cgroup.get());
+  attach_cgroup("sock_release", s->progs.sock_release, cgroup.get());
+  attach_cgroup("skb_egress", s->progs.skb_egress, cgroup.get());
+  attach_cgroup("skb_ingress", s->progs.skb_ingress, cgroup.get());
+  attach_tracing("inet_sock_set_state", s->progs.inet_sock_set_state);
+  for (const auto& name : plan_.bytes.programs) {
+    bpf_program* prog = bpf_object__find_program_by_name(s->obj, name.c_str());
+    if (!prog) throw LoaderError(fmt::format("find program {}", name), ENOENT);
+    attach_tracing(name.c_str(), prog);
+  }
+}
+
+std::vector<std::string> BpfPrograms::programs() const {
+  std::vector<std::string> out;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    if (!bpf_program__autoload(prog)) continue;  // not for this kernel
+    out.push_back(fmt::format("{} -> {}", bpf_program__name(prog), bpf_program__section_name(prog)));
+  }
+  return out;
+}
+
+int BpfPrograms::ring_buffer_fd() const { return bpf_map__fd(skel_->maps.events); }
+
+
+std::string BpfPrograms::read_iterator(bpf_link* link, const char* what) {
+  Fd fd(bpf_iter_create(bpf_link__fd(link)));
+  if (fd.get() < 0) throw LoaderError(fmt::format("create {} iterator", what), errno);
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(fd.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw LoaderError(fmt::format("read {} iterator", what), errno);
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+std::vector<ExecRecord> BpfPrograms::running_processes() {
+  std::string data = read_iterator(task_iter_, "task");
+  std::vector<ExecRecord> out;
+  size_t off = 0;
+  while (off + sizeof(event_header) <= data.size()) {
+    auto decoded = decode_event(data.data() + off, data.size() - off);
+    event_header h;
+    std::memcpy(&h, data.data() + off, sizeof(h));
+    if (auto* ev = std::get_if<Event>(&decoded)) {
+      if (auto* rec = std::get_if<ExecRecord>(ev)) out.push_back(std::move(*rec));
+    }
+    if (h.size < sizeof(event_header)) break;
+    off += h.size;
+  }
+  std::sort(out.begin(), out.end(), [](const ExecRecord& a, const ExecRecord& b) {
+    return a.fixed.proc.start_ns < b.fixed.proc.start_ns;
+  });
+  return out;
+}
+
+namespace {
+
+// Inode numbers of every socket some process holds open, from /proc/*/fd.
+std::unordered_set<uint64_t> open_socket_inodes() {
+  std::unordered_set<uint64_t> out;
+  std::error_code ec;
+  for (const auto& proc : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid = proc.path().filename();
+    if (pid.empty() || !std::isdigit(static_cast<unsigned char>(pid[0]))) continue;
+    std::error_code fd_ec;
+    for (const auto& fd : std::filesystem::directory_iterator(proc.path() / "fd", fd_ec)) {
+      char target[64];
+      ssize_t n = readlink(fd.path().c_str(), target, sizeof(target) - 1);
+      if (n <= 0) continue;
+      target[n] = '\0';
+      unsigned long long ino = 0;
+      if (std::sscanf(target, "socket:[%llu]", &ino) == 1) out.insert(ino);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<sock_flow> BpfPrograms::live_sockets() {
+  if (live_iter_) {
+    std::string data = read_iterator(live_iter_, "live socket");
+    std::vector<sock_flow> out(data.size() / sizeof(sock_flow));
+    std::memcpy(out.data(), data.data(), out.size() * sizeof(sock_flow));
+    return out;
+  }
+  // The hash store: sock_release deletes inet sockets' entries; AF_PACKET
+  // sockets have no release hook, so the agent ends those no process holds.
+  std::vector<sock_flow> out;
+  std::vector<uint64_t> packet_keys;
+  int fd = bpf_map__fd(skel_->maps.sk_flows_hash);
+  uint64_t key = 0, next = 0;
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    sock_flow f{};
+    if (bpf_map_lookup_elem(fd, &next, &f) == 0 && f.cookie) {
+      out.push_back(f);
+      if (next & SOCK_KEY_PACKET) packet_keys.push_back(next);
+    }
+    key = next;
+    prev = &key;
+  }
+  if (packet_keys.empty()) return out;
+  const auto open = open_socket_inodes();
+  for (uint64_t k : packet_keys) {
+    if (open.count(k & ~SOCK_KEY_PACKET)) continue;
+    bpf_map_delete_elem(fd, &k);
+    std::erase_if(out, [k](const sock_flow& f) { return f.cookie == k; });
+  }
+  return out;
+}
+
+std::vector<std::pair<flow_key, flow_counters>> BpfPrograms::extra_flows() {
+  std::vector<std::pair<flow_key, flow_counters>> out;
+  int fd = bpf_map__fd(skel_->maps.flow_extra);
+  flow_key key{}, next{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    flow_counters c{};
+    if (bpf_map_lookup_elem(fd, &next, &c) == 0) out.emplace_back(next, c);
+    key = next;
+    prev = &key;
+  }
+  return out;
+}
+
+void BpfPrograms::delete_extra_flows(const std::vector<flow_key>& keys) {
+  int fd = bpf_map__fd(skel_->maps.flow_extra);
+  for (const auto& k : keys) bpf_map_delete_elem(fd, &k);
+}
+
+void BpfPrograms::set_process_tool(uint32_t tgid, uint64_t start_ns, uint32_t tool_id, bool follow) {
+  int fd = bpf_map__fd(skel_->maps.procs);
+  proc_state st{};
+  if (bpf_map_lookup_elem(fd, &tgid, &st) != 0 || st.start_ns != start_ns) return;
+  st.tool_id = tool_id;
+  st.flags = follow ? (st.flags & ~PROC_F_NO_FOLLOW) : (st.flags | PROC_F_NO_FOLLOW);
+  bpf_map_update_elem(fd, &tgid, &st, BPF_EXIST);
+}
+
+bool BpfPrograms::set_trace_state(uint32_t tgid, uint64_t start_ns, uint32_t gen, bool traced) {
+  int fd = bpf_map__fd(skel_->maps.procs);
+  proc_state st{};
+  if (bpf_map_lookup_elem(fd, &tgid, &st) != 0 || st.start_ns != start_ns) return false;
+  if ((st.flags >> PROC_GEN_SHIFT) != gen) return false;
+  if (st.flags & PROC_F_TRACED) return true;  // followed for good
+  st.flags &= ~PROC_F_UNDECIDED;
+  if (traced) st.flags |= PROC_F_TRACED;
+  return bpf_map_update_elem(fd, &tgid, &st, BPF_EXIST) == 0;
+}
+
+std::optional<uint64_t> BpfPrograms::follow_process(uint32_t tgid) {
+  int fd = bpf_map__fd(skel_->maps.procs);
+  proc_state st{};
+  if (bpf_map_lookup_elem(fd, &tgid, &st) != 0) return std::nullopt;
+  st.flags = (st.flags & ~PROC_F_UNDECIDED) | PROC_F_TRACED;
+  if (bpf_map_update_elem(fd, &tgid, &st, BPF_EXIST) != 0) return std::nullopt;
+  return st.start_ns;
+}
+
+std::array<uint64_t, KSTAT_MAX> BpfPrograms::kernel_stats() const {
+  std::array<uint64_t, KSTAT_MAX> out{};
+  const int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return out;
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
+  int fd = bpf_map__fd(skel_->maps.kstats);
+  for (uint32_t i = 0; i < KSTAT_MAX; ++i) {
+    if (bpf_map_lookup_elem(fd, &i, per_cpu.data()) != 0) continue;
+    for (uint64_t v : per_cpu) out[i] += v;
+  }
+  return out;
+}
+
+uint64_t BpfPrograms::flow_map_capacity() const { return bpf_map__max_entries(skel_->maps.flow_extra); }
+
+bool BpfPrograms::map_access_works() const {
+  uint32_t key = 0;
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(std::max(1, libbpf_num_possible_cpus())));
+  return bpf_map_lookup_elem(bpf_map__fd(skel_->maps.kstats), &key, per_cpu.data()) == 0;
+}
+
+std::vector<BpfPrograms::ProgramStats> BpfPrograms::program_stats() const {
+  std::vector<ProgramStats> out;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) != 0) continue;
+    out.push_back({bpf_program__name(prog), info.run_cnt, info.run_time_ns});
+  }
+  return out;
+}
+
+std::pair<uint64_t, uint64_t> BpfPrograms::process_map_fill() const {
+  int fd = bpf_map__fd(skel_->maps.procs);
+  uint32_t key = 0, next = 0;
+  const void* prev = nullptr;
+  uint64_t n = 0;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    ++n;
+    key = next;
+    prev = &key;
+  }
+  return {n, bpf_map__max_entries(skel_->maps.procs)};
+}
+
+}  // namespace egressd

@@ -1,0 +1,148 @@
+// Joins what the kernel counted with who sent it and where to, and turns it
+// into log events and metric totals. A flow is one socket's bytes from its
+// owner to its connected destination (the "primary" flow, counted in
+// sk_storage), or the bytes one sender sent through one socket to one
+// destination when that is not the primary (unconnected UDP, raw, packet,
+// inherited descriptors: counted in the flow_extra map).
+//
+// Flows are named by the best evidence: the target of an HTTP CONNECT, then
+// the TLS server name (or the Host of plain HTTP), then the DNS answer the
+// process itself received, then the address. A TCP flow's name is settled at
+// its first payload (or its close, or a second after it connected), and only
+// then are its series, its expected-destination verdict and its
+// connection-attempted event decided, so every output agrees on the name.
+// A UDP flow begins at its first send: a UDP connect that never sends
+// (getaddrinfo choosing a source address) is counted apart, not logged.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "dns_names.h"
+#include "ecs.h"
+#include "egress_counters.h"
+#include "event_decoder.h"
+#include "event_sink.h"
+#include "events.h"
+#include "process_table.h"
+#include "tool_matcher.h"
+
+namespace egressd {
+
+// What the destination label of the metrics holds for named flows.
+enum class DestinationLabel { kName, kRegisteredDomain, kAddress };
+
+struct FlowTableDeps {
+  ProcessTable& procs;
+  EgressCounters& counters;
+  EventSink& log;
+  const HostInfo& host;
+  const Clock& clock;
+  const ToolMatcher* tools = nullptr;
+  DestinationLabel destination_label = DestinationLabel::kName;
+};
+
+class FlowTable {
+ public:
+  explicit FlowTable(FlowTableDeps deps) : d_(deps) {}
+
+  void on_connect(const connect_event& ev);
+  void on_connect_result(const connect_result_event& ev);
+  void on_close(const sock_close_event& ev);
+  void on_payload(const PayloadRecord& rec);
+
+  // A snapshot of the live sockets (a socket may appear more than once).
+  void on_live_sockets(const std::vector<sock_flow>& socks);
+  // Every entry of flow_extra; returns the keys whose flow ended, which the
+  // caller deletes from the kernel map.
+  std::vector<flow_key> on_extra_flows(const std::vector<std::pair<flow_key, flow_counters>>& entries);
+
+  // Settles names that waited long enough; flow-updated for flows whose
+  // count changed and that were last logged at least interval_ns ago.
+  void emit_updates(uint64_t now_boot_ns, uint64_t interval_ns);
+  // flow-updated with the final count for every open flow (shutdown).
+  void flush_all(uint64_t now_boot_ns, const char* reason);
+
+  // The series open flows write to: kept however long they are idle.
+  std::vector<SeriesKey> live_series() const;
+
+  bool extra_ends_pending() const { return !closed_with_extra_.empty(); }
+  size_t open_flows() const { return primary_.size() + extra_.size(); }
+  uint64_t results_without_attempt() const { return results_without_attempt_; }
+  const std::map<std::string, uint64_t>& parse_failures() const { return parse_failures_; }
+  // UDP sockets connected and closed (or connected again) without a send,
+  // per tool: getaddrinfo's source-address probes. Not connections.
+  const std::map<std::string, uint64_t>& unsent_udp_connects() const { return unsent_udp_connects_; }
+
+  static constexpr uint64_t kNameWaitNs = 1'000'000'000ULL;
+
+ private:
+  enum class NameSource { kAddress = 0, kDns = 1, kHttp = 2, kSni = 3, kConnect = 4 };
+  struct Attempt {
+    std::shared_ptr<const Process> proc;
+    connect_event ev;
+  };
+  struct Flow {
+    std::string id;
+    std::shared_ptr<const Process> proc;
+    flow_addr dst{};
+    uint16_t family = 0, type = 0, protocol = 0;
+    uint64_t cookie = 0;
+    uint64_t bytes = 0, sends = 0, wire_bytes = 0, wire_packets = 0;
+    uint64_t start_ns = 0;
+    uint64_t logged_bytes = 0, logged_ns = 0;
+    bool connected = false;
+    // Naming.
+    std::string name;
+    NameSource source = NameSource::kAddress;
+    std::string sni, proxy_target;
+    bool named = false;  // series and verdict settled
+    uint64_t name_deadline_ns = 0;
+    std::optional<Attempt> attempt;  // its connect, logged once named
+    std::optional<connect_result_event> result;
+    std::optional<bool> expected;  // for tools with an expected list
+    SeriesKey series;
+  };
+  using ExtraKey = std::array<uint8_t, sizeof(flow_key)>;
+
+  Flow make_flow(std::shared_ptr<const Process> proc, const flow_addr& dst, uint16_t family,
+                 uint16_t type, uint16_t protocol, uint64_t cookie, uint64_t start_ns);
+  void set_name(Flow& f, const std::string& name, NameSource source);
+  void settle_name(Flow& f);
+  void apply(Flow& f, uint64_t bytes, uint64_t sends, uint64_t wire_bytes, uint64_t wire_packets);
+  void log_flow(const Flow& f, const char* action, const char* type, uint64_t ts_boot_ns,
+                const char* reason);
+  void log_connection(Flow& f);
+  void destination_fields(nlohmann::json& j, const Flow& f) const;
+  nlohmann::json base(const char* action, std::vector<std::string> type, uint64_t ts_boot_ns,
+                      const Process& p) const;
+  Flow& primary_for(const sock_flow& s);
+  void on_dns(const PayloadRecord& rec, bool answer);
+  void on_first_bytes(const PayloadRecord& rec);
+
+  FlowTableDeps d_;
+  DnsNames dns_;
+  std::map<uint64_t, Flow> primary_;
+  std::map<ExtraKey, Flow> extra_;
+  std::map<uint64_t, Attempt> attempts_;
+  std::set<uint64_t> closed_with_extra_;
+  std::set<uint64_t> live_cookies_;
+  uint64_t results_without_attempt_ = 0;
+  std::map<std::string, uint64_t> parse_failures_;
+  std::map<std::string, uint64_t> unsent_udp_connects_;
+};
+
+// Resolver traffic (port 53): counted as bytes and named by its questions
+// (dns-query events), never a connection nor an unexpected destination.
+bool is_dns_flow(const flow_addr& dst, uint16_t protocol);
+
+// Index into kConnectResults for a kernel connect_result value.
+size_t connect_result_index(uint32_t result);
+
+}  // namespace egressd

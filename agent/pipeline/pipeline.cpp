@@ -1,0 +1,160 @@
+#include "pipeline.h"
+
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <type_traits>
+#include <variant>
+
+#include "errors.h"
+#include "log.h"
+#include "version.h"
+
+namespace egressd {
+namespace {
+
+constexpr uint64_t kMs = 1'000'000;
+
+const char* event_type_name(const Event& ev) {
+  return std::visit(
+      [](const auto& e) -> const char* {
+        using T = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<T, ExecRecord>) return "exec";
+        if constexpr (std::is_same_v<T, fork_event>) return "fork";
+        if constexpr (std::is_same_v<T, exit_event>) return "exit";
+        if constexpr (std::is_same_v<T, connect_event>) return "connect";
+        if constexpr (std::is_same_v<T, connect_result_event>) return "connect_result";
+        if constexpr (std::is_same_v<T, sock_close_event>) return "close";
+        if constexpr (std::is_same_v<T, PayloadRecord>) return "payload";
+      },
+      ev);
+}
+
+FeatureReport checked_features(const std::string& proc_root) {
+  FeatureReport f = probe_features(proc_root);
+  if (auto problem = f.first_problem(); !problem.empty()) throw UnusableHere(problem);
+  return f;
+}
+
+}  // namespace
+
+Pipeline::Pipeline(PipelineOptions opts, EventSink& sink)
+    : opts_(std::move(opts)),
+      features_(checked_features(opts_.proc_root)),
+      host_(HostInfo::current(EGRESSD_VERSION)),
+      tools_(merge_tools(builtin_tools(), opts_.tools)),
+      counters_(opts_.series),
+      procs_(opts_.proc_root, host_.boot_id.substr(0, 8), &tools_, &redactor_) {
+  for (const auto& p : opts_.redact_patterns) redactor_.add_pattern(p);
+  flows_ = std::make_unique<FlowTable>(
+      FlowTableDeps{procs_, counters_, sink, host_, clock_, &tools_, opts_.destination_label});
+  opts_.load.cgroup_path = features_.cgroup2_path;
+  bpf_ = BpfPrograms::load(opts_.load);
+  // A process's tool, once known, goes to the kernel: it tags the sockets
+  // that process (and, for tools that say so, its children) opens.
+  procs_.set_tool_listener([this](const Process& p) {
+    bpf_->set_process_tool(p.key.tgid, p.key.start_ns, p.tool_id, tools_.follows_children(p.tool_id));
+  });
+}
+
+Pipeline::~Pipeline() {
+  if (ring_) ring_buffer__free(ring_);
+}
+
+std::vector<ExecRecord> Pipeline::attach() {
+  bpf_->attach();
+  std::vector<ExecRecord> running = bpf_->running_processes();
+  for (const auto& rec : running) procs_.on_exec(rec);
+  ring_ = ring_buffer__new(
+      bpf_->ring_buffer_fd(),
+      [](void* ctx, void* data, size_t len) {
+        static_cast<Pipeline*>(ctx)->handle(data, len);
+        return 0;
+      },
+      this, nullptr);
+  if (!ring_) throw LoaderError("open ring buffer", errno);
+  return running;
+}
+
+void Pipeline::handle(const void* data, size_t len) {
+  ++stats_.records;
+  auto decoded = decode_event(data, len);
+  if (auto* err = std::get_if<DecodeError>(&decoded)) {
+    ++stats_.decode_errors[std::string("decode_") + decode_error_name(*err)];
+    return;
+  }
+  const Event& ev = std::get<Event>(decoded);
+  apply(ev);
+  ++stats_.ring_events[event_type_name(ev)];
+  if (hook_) hook_(ev);
+}
+
+void Pipeline::apply(const Event& ev) {
+  std::visit(
+      [&](const auto& e) {
+        using T = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<T, ExecRecord>) {
+          procs_.on_exec(e);
+        } else if constexpr (std::is_same_v<T, fork_event>) {
+          procs_.on_fork(e);
+        } else if constexpr (std::is_same_v<T, exit_event>) {
+          procs_.on_exit({e.proc.tgid, e.proc.start_ns}, e.hdr.ts_boot_ns);
+        } else if constexpr (std::is_same_v<T, connect_event>) {
+          flows_->on_connect(e);
+        } else if constexpr (std::is_same_v<T, connect_result_event>) {
+          flows_->on_connect_result(e);
+        } else if constexpr (std::is_same_v<T, sock_close_event>) {
+          flows_->on_close(e);
+        } else if constexpr (std::is_same_v<T, PayloadRecord>) {
+          flows_->on_payload(e);
+        }
+      },
+      ev);
+}
+
+// Reads flow_extra (and, with live_sockets, every open socket's counters),
+// ends the flows whose socket closed and deletes their entries from the
+// kernel map.
+void Pipeline::poll_counters(bool live_sockets) {
+  if (live_sockets) flows_->on_live_sockets(bpf_->live_sockets());
+  auto extra = bpf_->extra_flows();
+  auto ended = flows_->on_extra_flows(extra);
+  bpf_->delete_extra_flows(ended);
+  stats_.flow_extra_entries = extra.size();
+}
+
+uint64_t Pipeline::step() {
+  const int polled = ring_buffer__poll(ring_, static_cast<int>(opts_.drain_interval_ms));
+  if (polled < 0 && polled != -EINTR) {
+    // The ring buffer's epoll failed; the records stay in the ring and are
+    // read below. Said once, counted always.
+    if (stats_.poll_errors++ == 0) log_warning("reading the ring buffer: {}; retrying each round", strerror(-polled));
+    std::this_thread::sleep_for(std::chrono::milliseconds(opts_.drain_interval_ms));  // no busy loop
+  }
+  ring_buffer__consume(ring_);
+  const uint64_t now = clock_.boot_now_ns();
+  const bool full_poll = now >= next_poll_ns_;
+  if (full_poll || flows_->extra_ends_pending()) {
+    poll_counters(full_poll);
+    if (full_poll) {
+      next_poll_ns_ = now + opts_.poll_interval_ms * kMs;
+      counters_.expire(now, flows_->live_series());
+    }
+  }
+  flows_->emit_updates(now, opts_.update_interval_ms * kMs);
+  procs_.expire(now, opts_.keep_exited_ms * kMs);
+  return now;
+}
+
+uint64_t Pipeline::finish(const char* reason) {
+  ring_buffer__consume(ring_);
+  poll_counters(true);
+  const uint64_t end = clock_.boot_now_ns();
+  flows_->flush_all(end, reason);
+  return end;
+}
+
+}  // namespace egressd
