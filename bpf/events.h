@@ -271,39 +271,49 @@ enum egressd_kstat {
 	KSTAT_MAX,
 };
 
+/*
+ * Layout checks, written once for both languages: the BPF programs (C) and
+ * the agent (C++) fail to build if a struct changes size or shape.
+ */
 #ifdef __cplusplus
 #include <cstddef>
-static_assert(sizeof(struct event_header) == 16, "event_header layout");
-static_assert(sizeof(struct proc_ident) == 16, "proc_ident layout");
-static_assert(sizeof(struct flow_addr) == 24, "flow_addr layout");
-static_assert(sizeof(struct sock_flow) == 112, "sock_flow layout");
-static_assert(sizeof(struct flow_key) == 48, "flow_key layout");
-static_assert(sizeof(struct flow_counters) == 48, "flow_counters layout");
-static_assert(sizeof(struct connect_event) == 88, "connect_event layout");
-static_assert(sizeof(struct fork_event) == 80, "fork_event layout");
-static_assert(sizeof(struct exit_event) == 40, "exit_event layout");
-static_assert(sizeof(struct connect_result_event) == 32, "connect_result_event layout");
-static_assert(sizeof(struct sock_close_event) == 136, "sock_close_event layout");
-static_assert(sizeof(struct proc_state) == 16, "proc_state layout");
-static_assert(sizeof(struct pending_dst) == 32, "pending_dst layout");
-static_assert(offsetof(struct payload_event, data) == PAYLOAD_EVENT_FIXED_SIZE, "payload_event layout");
-static_assert(offsetof(struct exec_event, data) == EXEC_EVENT_FIXED_SIZE, "exec_event layout");
+#include <type_traits>
+#define EGRESSD_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
 #else
-_Static_assert(sizeof(struct event_header) == 16, "event_header layout");
-_Static_assert(sizeof(struct proc_ident) == 16, "proc_ident layout");
-_Static_assert(sizeof(struct flow_addr) == 24, "flow_addr layout");
-_Static_assert(sizeof(struct sock_flow) == 112, "sock_flow layout");
-_Static_assert(sizeof(struct flow_key) == 48, "flow_key layout");
-_Static_assert(sizeof(struct flow_counters) == 48, "flow_counters layout");
-_Static_assert(sizeof(struct connect_event) == 88, "connect_event layout");
-_Static_assert(sizeof(struct fork_event) == 80, "fork_event layout");
-_Static_assert(sizeof(struct exit_event) == 40, "exit_event layout");
-_Static_assert(sizeof(struct connect_result_event) == 32, "connect_result_event layout");
-_Static_assert(sizeof(struct sock_close_event) == 136, "sock_close_event layout");
-_Static_assert(sizeof(struct proc_state) == 16, "proc_state layout");
-_Static_assert(sizeof(struct pending_dst) == 32, "pending_dst layout");
-_Static_assert(__builtin_offsetof(struct payload_event, data) == PAYLOAD_EVENT_FIXED_SIZE, "payload_event layout");
-_Static_assert(__builtin_offsetof(struct exec_event, data) == EXEC_EVENT_FIXED_SIZE, "exec_event layout");
+#define EGRESSD_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
+
+EGRESSD_STATIC_ASSERT(sizeof(struct event_header) == 16, "event_header layout");
+EGRESSD_STATIC_ASSERT(sizeof(struct proc_ident) == 16, "proc_ident layout");
+EGRESSD_STATIC_ASSERT(sizeof(struct flow_addr) == 24, "flow_addr layout");
+EGRESSD_STATIC_ASSERT(sizeof(struct sock_flow) == 112, "sock_flow layout");
+EGRESSD_STATIC_ASSERT(sizeof(struct flow_key) == 48, "flow_key layout");
+EGRESSD_STATIC_ASSERT(sizeof(struct flow_counters) == 48, "flow_counters layout");
+EGRESSD_STATIC_ASSERT(sizeof(struct connect_event) == 88, "connect_event layout");
+EGRESSD_STATIC_ASSERT(sizeof(struct fork_event) == 80, "fork_event layout");
+EGRESSD_STATIC_ASSERT(sizeof(struct exit_event) == 40, "exit_event layout");
+EGRESSD_STATIC_ASSERT(sizeof(struct connect_result_event) == 32, "connect_result_event layout");
+EGRESSD_STATIC_ASSERT(sizeof(struct sock_close_event) == 136, "sock_close_event layout");
+EGRESSD_STATIC_ASSERT(sizeof(struct proc_state) == 16, "proc_state layout");
+EGRESSD_STATIC_ASSERT(sizeof(struct pending_dst) == 32, "pending_dst layout");
+EGRESSD_STATIC_ASSERT(__builtin_offsetof(struct payload_event, data) == PAYLOAD_EVENT_FIXED_SIZE,
+		      "payload_event layout");
+EGRESSD_STATIC_ASSERT(__builtin_offsetof(struct exec_event, data) == EXEC_EVENT_FIXED_SIZE,
+		      "exec_event layout");
+
+#ifdef __cplusplus
+/*
+ * Map keys are hashed and compared as bytes, in the kernel and in the agent
+ * (FlowTable keys extra flows by them), so a key may hold no implicit
+ * padding: equal keys must be equal bytes. The only struct key is flow_key
+ * (flow_extra), with the structs it is made of; the other hash and LRU maps
+ * are keyed by __u32 (procs, pending, kprobe_send_sk) or __u64
+ * (sk_flows_hash). Padding is spelled as _pad fields, zeroed where a key is
+ * built (count_extra's = {}; the agent only reads keys back from the map).
+ */
+static_assert(std::has_unique_object_representations_v<struct proc_ident>, "proc_ident: implicit padding");
+static_assert(std::has_unique_object_representations_v<struct flow_addr>, "flow_addr: implicit padding");
+static_assert(std::has_unique_object_representations_v<struct flow_key>, "flow_key: implicit padding in a map key");
 #endif
 
 #endif /* EGRESSD_EVENTS_H */

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * How connects and flows end: tp_btf/inet_sock_set_state reports a TCP
+ * connect's outcome, cgroup/sock_release a socket's last counters (and the
+ * outcome of an attempt still pending).
+ * Included once, by egressd.bpf.c, in the order of the object.
+ */
+#ifndef EGRESSD_PROGS_OUTCOMES_BPF_H
+#define EGRESSD_PROGS_OUTCOMES_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "events.h"
+#include "lib/consts.h"
+#include "lib/config.h"
+#include "lib/maps.h"
+#include "lib/state_store.h"
+#include "lib/emit.h"
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	struct sock_flow *f;
+	__s32 err;
+
+	if (oldstate != TCP_SYN_SENT)
+		return 0;
+	f = state_of_sk((struct sock *)sk, false);
+	if (!f || f->connect_state != CONNECT_PENDING)
+		return 0;
+	if (newstate == TCP_ESTABLISHED) {
+		emit_result(f, CONNECT_RESULT_OK, 0);
+		return 0;
+	}
+	err = BPF_CORE_READ(sk, sk_err);
+	if (err == ECONNREFUSED)
+		emit_result(f, CONNECT_RESULT_REFUSED, err);
+	else if (err == ETIMEDOUT)
+		emit_result(f, CONNECT_RESULT_TIMEOUT, err);
+	else if (err == EPERM || err == EACCES)
+		emit_result(f, CONNECT_RESULT_DENIED, err);
+	else
+		emit_result(f, CONNECT_RESULT_ERROR, err);
+	return 0;
+}
+
+SEC("cgroup/sock_release")
+int sock_release(struct bpf_sock *sk)
+{
+	struct sock_flow *f = state_of(sk, sk, false);
+
+	if (!f)
+		return 1;
+	if (f->connect_state == CONNECT_PENDING) {
+		/* TCP reports its outcome at the state change; a pending attempt
+		 * here failed before a SYN left (route, permission). UDP reports
+		 * at its first send: pending here, it never sent (a getaddrinfo
+		 * probe, or a socket that only receives). */
+		if (f->sk_type != SOCK_STREAM && sk->state == TCP_ESTABLISHED)
+			emit_result(f, CONNECT_RESULT_UNSENT, 0);
+		else
+			emit_result(f, CONNECT_RESULT_ERROR, 0);
+	}
+	if (f->bytes || f->connect_ns || (f->flags & SOCK_F_EXTRA))
+		emit_close(f, CLOSE_RELEASE);
+	if (sock_state_hash) { /* workaround: hash_store */
+		__u64 key = bpf_get_socket_cookie(sk);
+
+		bpf_map_delete_elem(&sk_flows_hash, &key);
+	}
+	return 1;
+}
+
+#endif /* EGRESSD_PROGS_OUTCOMES_BPF_H */
