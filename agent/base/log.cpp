@@ -32,9 +32,8 @@ void set_verbose(bool verbose) { g_verbose.store(verbose); }
 bool verbose() { return g_verbose.load(); }
 
 void log_line(Severity s, std::string_view message, std::string_view who) {
-  static const bool journal = stderr_is_journal();
   std::string line;
-  if (journal) line = fmt::format("<{}>", static_cast<int>(s));
+  if (stderr_is_journal()) line = fmt::format("<{}>", static_cast<int>(s));
   line += who;
   line += ": ";
   line += message;

@@ -40,7 +40,7 @@ class Fd {
 
 namespace {
 
-// Every program in bpf/egressd.bpf.c, for EGRESSD_REFUSE_PROGRAMS.
+// Every program in the object (bpf/progs/), for EGRESSD_REFUSE_PROGRAMS.
 std::vector<std::string> object_programs(const egressd_bpf* s) {
   std::vector<std::string> out;
   bpf_program* prog;

@@ -65,7 +65,7 @@ BytesHooks choose_bytes_hooks(const KernelFeatures& k, const std::string& mode);
 // components deep.
 struct StateChoice {
   bool socket_hash = false;
-  bool tracing_cookie = false;  // hash store: tracing programs make cookies (bpf/egressd.bpf.c)
+  bool tracing_cookie = false;  // hash store: tracing programs make cookies (bpf/lib/state_store.h)
   bool bounded_walk = false;
   std::vector<std::string> notes;
 };
@@ -112,7 +112,7 @@ struct LoadOptions {
   uint64_t ring_wakeup_bytes = 256 * 1024;
   std::string cgroup_path;  // cgroup v2 directory the socket hooks attach to
   // egressd trace: emit connection events only for followed processes
-  // (bpf/egressd.bpf.c, trace_mode); with decide, every exec waits for
+  // (bpf/lib/config.h trace_mode, bpf/lib/procs.h traced()); with decide, every exec waits for
   // set_trace_state, else following is inherited from marked processes only.
   bool trace_mode = false;
   bool trace_decide = false;

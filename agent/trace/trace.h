@@ -3,7 +3,7 @@
 //
 // The kernel side is the agent's object loaded with trace_mode set: it still
 // counts every socket in the kernel, but emits connection, close and payload
-// events only for processes flagged as followed (see bpf/egressd.bpf.c). The
+// events only for processes flagged as followed (bpf/lib/procs.h, traced()). The
 // events then go through the agent's own process and flow tables, so a trace
 // shows the same names, numbers and JSON as the event log.
 #pragma once

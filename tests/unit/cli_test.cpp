@@ -122,6 +122,14 @@ TEST(Cli, TraceFlagsTakeOneValueEach) {
   EXPECT_NE(r.out.find("egressd: cannot run nope: No such file or directory"), std::string::npos) << r.out;
 }
 
+TEST(Cli, ExitCodeFollowsTheKindOfErrorNotItsWording) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: the refusal list is read at load";
+  // A bad test-switch value is bad input (2), found once the kernel side loads.
+  CliRun r = run_egressd("run --metrics-addr 127.0.0.1:0 --log-file /dev/null", "EGRESSD_REFUSE_PROGRAMS=no_such_prog ");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_EQ(r.out, "egressd: EGRESSD_REFUSE_PROGRAMS: no BPF program named 'no_such_prog' (egressd check lists them)\n");
+}
+
 TEST(Cli, CheckWithoutPrivilegesFails) { EXPECT_EQ(run_unprivileged("check").code, 1); }
 
 }  // namespace
