@@ -78,8 +78,9 @@ class Pipeline {
   // the time of the round (CLOCK_BOOTTIME ns).
   uint64_t step();
   // Nothing counted is lost at the end: reads what is left in the ring buffer
-  // and the counters of every open socket, then ends each open flow with
-  // reason (agent-stopped, trace-stopped). Returns the time of the end.
+  // and the counters of every open socket, then reports each open flow with
+  // its count so far (flow-updated with event.reason: agent-stopped,
+  // trace-stopped). Returns the time of the end.
   uint64_t finish(const char* reason);
 
   const PipelineOptions& options() const { return opts_; }
