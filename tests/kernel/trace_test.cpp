@@ -2,11 +2,9 @@
 // unrelated traffic runs beside it, every filter's inclusion and exclusion,
 // the terminal view through a real pseudo-terminal, and the HTML report
 // rendered by headless Chromium.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -30,69 +28,28 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-std::string temp_dir() {
-  char tmpl[] = "/tmp/egressd-trace-test-XXXXXX";
-  return mkdtemp(tmpl);
-}
-
-// `egressd trace ARGS` with stdout and stderr in files.
+// `egressd trace ARGS` with stdout and stderr in files; env: NAME=VALUE
+// entries added to its environment.
 class TraceProcess {
  public:
-  explicit TraceProcess(std::vector<std::string> args) : dir_(temp_dir()) {
-    std::vector<std::string> argv = {egressd_bin(), "trace"};
-    with_kernel_overrides(args, dir_);
-    argv.insert(argv.end(), args.begin(), args.end());
-    pid_ = fork();
-    if (pid_ == 0) {
-      setpgid(0, 0);
-      int out = open((dir_ + "/out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      int err = open((dir_ + "/err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      int in = open("/dev/null", O_RDONLY);
-      dup2(in, 0);
-      dup2(out, 1);
-      dup2(err, 2);
-      std::vector<char*> v;
-      for (auto& a : argv) v.push_back(a.data());
-      v.push_back(nullptr);
-      execv(v[0], v.data());
-      _exit(127);
-    }
-  }
-  ~TraceProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    fs::remove_all(dir_);
-  }
+  explicit TraceProcess(std::vector<std::string> args, std::vector<std::string> env = {})
+      : proc_(command(std::move(args)), options(std::move(env))) {}
   // Attached, and the processes running at start judged.
   bool wait_ready() {
     return wait_until([&] { return err().find("egressd trace: following") != std::string::npos || exited(); },
                       30s) &&
            !exited();
   }
-  bool exited() {
-    if (pid_ <= 0) return true;
-    int st = 0;
-    if (waitpid(pid_, &st, WNOHANG) == pid_) {
-      pid_ = -1;
-      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      return true;
-    }
-    return false;
-  }
+  bool exited() { return !proc_.running(); }
   // Waits for the trace to end by itself; -1 on timeout.
-  int wait(std::chrono::seconds timeout = 60s) {
-    if (!wait_until([&] { return exited(); }, timeout)) return -1;
-    return status_;
-  }
+  int wait(std::chrono::seconds timeout = 60s) { return proc_.wait(timeout).value_or(-1); }
   int interrupt() {
-    if (pid_ > 0) kill(pid_, SIGINT);
+    proc_.kill(SIGINT);
     return wait(30s);
   }
-  std::string out() const { return read_file(dir_ + "/out"); }
-  std::string err() const { return read_file(dir_ + "/err"); }
-  std::string out_path() const { return dir_ + "/out"; }
+  std::string out() const { return read_file(dir_ / "out"); }
+  std::string err() const { return read_file(dir_ / "err"); }
+  std::string out_path() const { return dir_ / "out"; }
   std::vector<nlohmann::json> lines() const {
     std::vector<nlohmann::json> v;
     std::istringstream in(out());
@@ -114,9 +71,24 @@ class TraceProcess {
   }
 
  private:
-  std::string dir_;
-  pid_t pid_ = -1;
-  int status_ = -1;
+  std::vector<std::string> command(std::vector<std::string> args) {
+    std::vector<std::string> argv = {egressd_bin(), "trace"};
+    with_kernel_overrides(args, dir_.path());
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
+  SubprocessOptions options(std::vector<std::string> env) const {
+    SubprocessOptions o;
+    o.in = Stdio::null();
+    o.out = Stdio::file(dir_ / "out");
+    o.err = Stdio::file(dir_ / "err");
+    o.env = std::move(env);
+    o.own_process_group = true;
+    return o;
+  }
+
+  TempDir dir_{"egressd-trace-test"};  // before proc_: its files outlive the process
+  Subprocess proc_;
 };
 
 // The summary's row for address:port/transport, or null.
@@ -155,45 +127,25 @@ std::string tcp_cmd(const std::string& bin, const std::string& host, int port, u
 // exists before the traffic starts.
 class WaitingShell {
  public:
-  explicit WaitingShell(const std::string& cmd) {
-    int in[2];
-    if (pipe(in) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(in[0], 0);
-      close(in[0]);
-      close(in[1]);
-      int null = open("/dev/null", O_WRONLY);
-      dup2(null, 1);
-      execl("/bin/sh", "sh", "-c", ("read line; " + cmd).c_str(), nullptr);
-      _exit(127);
-    }
-    close(in[0]);
-    in_ = in[1];
-  }
-  ~WaitingShell() {
-    if (in_ >= 0) close(in_);
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  pid_t pid() const { return pid_; }
+  explicit WaitingShell(const std::string& cmd) : proc_({"/bin/sh", "-c", "read line; " + cmd}, options()) {}
+  pid_t pid() const { return proc_.pid(); }
   void go() {
-    (void)!write(in_, "\n", 1);
-    close(in_);
-    in_ = -1;
+    proc_.write_stdin("\n");
+    proc_.close_stdin();
   }
   int finish() {
-    int st = 0;
-    waitpid(pid_, &st, 0);
-    pid_ = -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    const int status = proc_.wait();
+    return proc_.signaled() ? -1 : status;
   }
 
  private:
-  pid_t pid_ = -1;
-  int in_ = -1;
+  static SubprocessOptions options() {
+    SubprocessOptions o;
+    o.in = Stdio::pipe();
+    o.out = Stdio::null();
+    return o;
+  }
+  Subprocess proc_;
 };
 
 // A copy of egressd-traffic under another name: its executable path and comm
@@ -209,10 +161,8 @@ class Trace : public ::testing::Test {
  protected:
   void SetUp() override {
     EGRESSD_REQUIRE_KERNEL();
-    dir_ = temp_dir();
-  }
-  void TearDown() override {
-    if (!dir_.empty()) fs::remove_all(dir_);
+    tmp_ = std::make_unique<TempDir>("egressd-trace-test");
+    dir_ = tmp_->path();
   }
 
   // Runs a filtered trace while `included` and `excluded` run (both shell
@@ -260,6 +210,7 @@ class Trace : public ::testing::Test {
     return o;
   }
 
+  std::unique_ptr<TempDir> tmp_;
   std::string dir_;
 };
 
@@ -335,15 +286,10 @@ TEST_F(Trace, LaunchModeRunsTheCommandAsTheSudoUser) {
   chmod(dir_.c_str(), 0777);
   const std::string out = dir_ + "/id";
   TcpSink sink;
-  setenv("SUDO_UID", "65534", 1);
-  setenv("SUDO_GID", "65534", 1);
-  setenv("SUDO_USER", "nobody", 1);
   TraceProcess trace({"--json", "--", "/bin/sh", "-c",
                       "id -u > " + out + "; id -G >> " + out + "; " +
-                          tcp_cmd(traffic_bin(), "127.0.0.1", sink.port(), 300) + " >" + dir_ + "/traffic.out"});
-  unsetenv("SUDO_UID");
-  unsetenv("SUDO_GID");
-  unsetenv("SUDO_USER");
+                          tcp_cmd(traffic_bin(), "127.0.0.1", sink.port(), 300) + " >" + dir_ + "/traffic.out"},
+                     {"SUDO_UID=65534", "SUDO_GID=65534", "SUDO_USER=nobody"});
   ASSERT_EQ(trace.wait(), 0) << trace.err();
   EXPECT_EQ(read_file(out), "65534\n65534\n");
   bool seen = false;

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "event_log.h"
+#include "temp_dir.h"
 
 namespace egressd {
 namespace {
@@ -13,11 +14,6 @@ namespace fs = std::filesystem;
 
 class EventLogTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/egressd-evlog-XXXXXX";
-    dir_ = mkdtemp(tmpl);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   static size_t count_lines(const fs::path& p) {
     std::ifstream in(p);
     size_t n = 0;
@@ -28,7 +24,8 @@ class EventLogTest : public ::testing::Test {
     }
     return n;
   }
-  std::string dir_;
+  test::TempDir tmp_{"egressd-evlog"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(EventLogTest, FileIsPrivateAndEveryLineArrives) {
