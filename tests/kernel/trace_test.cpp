@@ -148,6 +148,23 @@ class WaitingShell {
   Subprocess proc_;
 };
 
+// Whether a --json trace has shown the end of every flow it showed the
+// start of, and at least one (to port, when not 0): what a test waits for
+// before it interrupts the trace.
+bool flows_ended(const std::vector<nlohmann::json>& events, int port = 0) {
+  std::set<std::string> started, ended;
+  for (const auto& e : events) {
+    if (port && field(e, "destination.port") != std::to_string(port)) continue;
+    const std::string action = field(e, "event.action");
+    if (action == "connection-attempted") started.insert(field(e, "egressd.flow.id"));
+    if (action == "flow-ended") ended.insert(field(e, "egressd.flow.id"));
+  }
+  if (ended.empty()) return false;
+  for (const auto& id : started)
+    if (!ended.count(id)) return false;
+  return true;
+}
+
 // A copy of egressd-traffic under another name: its executable path and comm
 // tell it apart from the original.
 std::string traffic_copy(const std::string& dir, const std::string& name) {
@@ -181,8 +198,8 @@ class Trace : public ::testing::Test {
     EXPECT_TRUE(trace.wait_ready()) << trace.err();
     EXPECT_EQ(run_process({"/bin/sh", "-c", excluded}), 0) << excluded;
     EXPECT_EQ(run_process({"/bin/sh", "-c", included}), 0) << included;
-    // The flows are over; give the trace a moment to read their ends.
-    std::this_thread::sleep_for(1500ms);
+    // The flows are over: the trace shows their ends once it has read them.
+    wait_until([&] { return flows_ended(trace.events()); }, 10s);
     EXPECT_EQ(trace.interrupt(), 0) << trace.err();
     Outcome o{trace.events(), trace.summary(), {}};
     o.pids = pids_in(o.events);
@@ -319,7 +336,7 @@ TEST_F(Trace, PidFilterFollowsTheProcessAndItsDescendants) {
   in.go();
   EXPECT_EQ(in.finish(), 0);
   EXPECT_EQ(out.finish(), 0);
-  std::this_thread::sleep_for(1500ms);
+  wait_until([&] { return flows_ended(trace.events(), a.port()); }, 10s);
   EXPECT_EQ(trace.interrupt(), 0);
   const auto s = trace.summary();
   const auto d = destination(s, "127.0.0.1", a.port(), "tcp");
@@ -342,7 +359,7 @@ TEST_F(Trace, UnfollowedProcessesAreFilteredInTheKernel) {
   EXPECT_EQ(noise.finish(), 0);
   in.go();
   EXPECT_EQ(in.finish(), 0);
-  std::this_thread::sleep_for(1500ms);
+  wait_until([&] { return flows_ended(trace.events(), a.port()); }, 10s);
   EXPECT_EQ(trace.interrupt(), 0);
   const auto s = trace.summary();
   ASSERT_TRUE(destination(s, "127.0.0.1", a.port(), "tcp").is_object()) << s.dump(2);
