@@ -291,9 +291,9 @@ def markdown(index_path, out_path):
                 else:
                     entries.append(fields)
     md = ["# Kernel matrix results", "",
-          f"Recorded by `tests/kernels/matrix.sh` on {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; "
+          f"Recorded by `tests/kernel-matrix/matrix.sh` on {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; "
           "do not edit by hand, run the matrix again "
-          "(`tests/kernels/matrix.sh --help`). Debian's kernels boot under qemu (TCG, no KVM); "
+          "(`tests/kernel-matrix/matrix.sh --help`). Debian's kernels boot under qemu (TCG, no KVM); "
           "the host row is the machine that ran the matrix, without the tests.", ""]
     if meta:
         md += [f"egressd: `{meta.get('egressd', '?')}`, built from {meta.get('source', '?')}. "
