@@ -324,7 +324,7 @@ TEST_F(DataPath, NoEventsLostOrRejected) {
 // A separate agent: SIGTERM must log every open flow with its final count.
 // SCTP, one-to-one style, over IPv4 and IPv6: the same hooks count it (the
 // sendmsg tracepoint, or fexit on inet_sendmsg and inet6_sendmsg). This VM's kernel
-// has no SCTP, so ctest's `kernel` leaves this suite out; the kernel matrix
+// has no SCTP, so ctest has no `kernel.Sctp`; the kernel matrix
 // loads Debian's sctp module in its guests and runs it there.
 class Sctp : public DataPath {};
 

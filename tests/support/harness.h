@@ -44,7 +44,7 @@ bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds tim
 // EGRESSD_TEST_KERNEL (YAML lines, or items separated by commas, for the
 // kernel section): adds it to the -c/--config file among args, or a config
 // file of its own written in dir, so a suite runs again on a fallback path
-// of this kernel (ctest kernel_fallbacks). AgentProcess applies it; tests
+// of this kernel (ctest kernel_fallbacks.*). AgentProcess applies it; tests
 // that run egressd themselves call it.
 void with_kernel_overrides(std::vector<std::string>& args, const std::string& dir);
 
