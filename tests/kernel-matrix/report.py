@@ -241,9 +241,13 @@ def one_line(run, vm=True):
     check = "check ok" if run.check_ok() else f"check FAIL ({run.check_reason()})"
     parts = [check]
     if "tests" in run.rc or "tests" in run.sections:
-        ran, passed, failed, skipped, _ = run.tests()
+        ran, passed, failed, skipped, failures = run.tests()
         verdict = "ok" if run.tests_ok() else "FAIL"
-        parts.append(f"tests {verdict} ({passed}/{ran} passed, {failed} failed"
+        # The failing tests by name, so the ctest output of the matrix says which.
+        names = list(failures)
+        named = (": " + ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+                 if names else "")
+        parts.append(f"tests {verdict} ({passed}/{ran} passed, {failed} failed{named}"
                      + (f", {skipped} skipped" if skipped else "") + ")")
     hooks = [f"{kind}={ {'yes': 'yes', 'att': 'inactive'}.get(run.hook(p)[:3], 'no')}" for p, kind in HOOK_KINDS[:5]]
     parts.append("hooks " + " ".join(h.replace("tp_btf/", "").replace("LSM BPF", "lsm") for h in hooks))
