@@ -239,7 +239,8 @@ TEST_F(Trace, LaunchModeSummaryIsExactAmidUnrelatedTraffic) {
   TcpSink tcp;
   UdpSink udp;
   const std::string bin = traffic_bin();
-  // Unrelated: the same binary, to the same sinks, all along.
+  // Unrelated: the same binary, to the same sinks, all along (paced with
+  // sleep 0.1 so that it overlaps the traced script).
   WaitingShell unrelated("for i in $(seq 20); do " + tcp_cmd(bin, "127.0.0.1", tcp.port(), 999) +
                          " >/dev/null; " +
                          fmt_cmd({bin, "udp", "127.0.0.1", std::to_string(udp.port()), "3", "111"}) +
@@ -537,6 +538,7 @@ TEST_F(Trace, HtmlReportRendersTheTimeline) {
   }
   TcpSink sink;
   const std::string report = dir_ + "/report.html";
+  // Two flows half a second apart: two bars apart on the timeline.
   TraceProcess trace({"--report", report, "--", "/bin/sh", "-c",
                       tcp_cmd(traffic_bin(), "127.0.0.1", sink.port(), 20000) + "; sleep 0.5; " +
                           tcp_cmd(traffic_bin(), "127.0.0.1", sink.port(), 30000)});
