@@ -5,7 +5,7 @@ set -euo pipefail
 
 BUILD_PKGS=(cmake make g++ clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
   libssl-dev libre2-dev libpsl-dev publicsuffix libcap-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev prometheus-cpp-dev libfmt-dev)
-# qemu-system-x86: tests/kernels/matrix.sh boots Debian's kernels under it.
+# qemu-system-x86: tests/kernel-matrix/matrix.sh boots Debian's kernels under it.
 TEST_PKGS=(libgtest-dev googletest liburing-dev iproute2 python3 python3-jsonschema curl prometheus prometheus-alertmanager dnsmasq tinyproxy openssl clang libclang-rt-14-dev chromium fonts-dejavu-core python3-pil bsdutils
   qemu-system-x86)
 

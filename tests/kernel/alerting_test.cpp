@@ -4,12 +4,10 @@
 // tool contacts a destination outside its expected list; the alert that
 // reaches the webhook names the tool and the destination.
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -100,8 +98,8 @@ TEST(Alerting, UnexpectedDestinationReachesTheWebhook) {
   EGRESSD_REQUIRE_KERNEL();
   for (const char* bin : {"/usr/bin/prometheus", "/usr/bin/prometheus-alertmanager"})
     ASSERT_TRUE(fs::exists(bin)) << bin << ": scripts/install-deps.sh --with-tests installs it";
-  char tmpl[] = "/tmp/egressd-alert-XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  TempDir tmp("egressd-alert");
+  const std::string& dir = tmp.path();
   const std::string src = EGRESSD_SOURCE_DIR;
 
   // The shipped rules, evaluated every second instead of every minute.
@@ -116,16 +114,12 @@ TEST(Alerting, UnexpectedDestinationReachesTheWebhook) {
   am = std::regex_replace(am, std::regex("group_interval: [0-9]+[smh]"), "group_interval: 1s");
   std::ofstream(dir + "/alertmanager.yml") << am;
   const int am_port = free_tcp_port();
-  pid_t alertmanager = fork();
-  if (alertmanager == 0) {
-    int null = open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    dup2(null, 2);
-    execl("/usr/bin/prometheus-alertmanager", "alertmanager", ("--config.file=" + dir + "/alertmanager.yml").c_str(),
-          ("--storage.path=" + dir + "/am").c_str(), ("--web.listen-address=127.0.0.1:" + std::to_string(am_port)).c_str(),
-          "--cluster.listen-address=", nullptr);
-    _exit(127);
-  }
+  SubprocessOptions quiet;
+  quiet.out = quiet.err = Stdio::null();
+  Subprocess alertmanager({"/usr/bin/prometheus-alertmanager", "--config.file=" + dir + "/alertmanager.yml",
+                           "--storage.path=" + dir + "/am", "--web.listen-address=127.0.0.1:" + std::to_string(am_port),
+                           "--cluster.listen-address="},
+                          quiet);
 
   // A fake tool whose only expected destination is 192.0.2.1:443.
   const std::string tool_bin = dir + "/opt/alert-fake/bin/agent";
@@ -161,8 +155,8 @@ TEST(Alerting, UnexpectedDestinationReachesTheWebhook) {
     }
     return false;
   }, 90s);
-  kill(alertmanager, SIGTERM);
-  waitpid(alertmanager, nullptr, 0);
+  alertmanager.kill(SIGTERM);
+  alertmanager.wait();
   ASSERT_TRUE(fired) << "no EgressdUnexpectedDestination alert reached the webhook";
   EXPECT_EQ(alert["labels"]["tool"], "alert-fake");
   EXPECT_EQ(alert["labels"]["destination"], "127.0.0.1");
@@ -190,7 +184,6 @@ TEST(Alerting, UnexpectedDestinationReachesTheWebhook) {
     bool data = wait_until([&] { return !prom.query(e).empty(); }, 20s);
     EXPECT_TRUE(data) << "dashboard query returns no data: " << e;
   }
-  fs::remove_all(dir);
 }
 
 }  // namespace

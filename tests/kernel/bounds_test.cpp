@@ -2,11 +2,9 @@
 // destinations keep the series at the budget with bytes still exact, and a
 // full disk under the event log costs log lines, not the agent.
 #include <gtest/gtest.h>
-#include <sys/mount.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -34,8 +32,8 @@ uint64_t rss_kb(pid_t pid) {
 
 TEST(Bounds, ThousandsOfDestinationsStayWithinTheSeriesBudget) {
   EGRESSD_REQUIRE_KERNEL();
-  char tmpl[] = "/tmp/egressd-bounds-XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  TempDir tmp("egressd-bounds");
+  const std::string& dir = tmp.path();
   std::ofstream(dir + "/egressd.yaml") << "metrics:\n  max_series: 200\n  max_destinations_per_binary: 50\n";
   AgentProcess agent({"--config", dir + "/egressd.yaml"});
   ASSERT_TRUE(agent.started()) << agent.stderr_text();
@@ -69,16 +67,14 @@ TEST(Bounds, ThousandsOfDestinationsStayWithinTheSeriesBudget) {
   const uint64_t rss = rss_kb(agent.pid());
   EXPECT_GT(rss, 0u);
   EXPECT_LT(rss, 50u * 1024) << "agent peak RSS in kB";
-  fs::remove_all(dir);
 }
 
 TEST(Bounds, FullDiskCostsLogLinesNotTheAgent) {
   EGRESSD_REQUIRE_KERNEL();
-  char tmpl[] = "/tmp/egressd-fulldisk-XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
-  ASSERT_EQ(mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=16k"), 0) << strerror(errno);
+  TmpfsDir disk("egressd-fulldisk", "16k");  // unmounted however the test ends
+  ASSERT_TRUE(disk.mounted()) << disk.error();
   {
-    AgentProcess agent({}, dir + "/events.json");
+    AgentProcess agent({}, disk / "events.json");
     ASSERT_TRUE(agent.started()) << agent.stderr_text();
     // The agent-started line fits; fill the disk with flows until writes fail.
     TcpSink sink;
@@ -104,8 +100,6 @@ TEST(Bounds, FullDiskCostsLogLinesNotTheAgent) {
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
     EXPECT_NE(err.find("No space left on device"), std::string::npos) << err;
   }
-  umount(dir.c_str());
-  fs::remove_all(dir);
 }
 
 }  // namespace

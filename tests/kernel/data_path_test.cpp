@@ -2,12 +2,9 @@
 // real traffic from egressd-traffic, with exact byte counts asserted in both
 // the JSON log and the Prometheus exposition.
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -183,9 +180,8 @@ TEST_F(DataPath, InheritedSocketIsAttributedToTheSender) {
 
 TEST_F(DataPath, BinaryDeletedAfterStartKeepsItsPath) {
   TcpSink sink;
-  char tmpl[] = "/tmp/egressd-deleted-XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
-  const std::string copy = dir + "/doomed-sender";
+  TempDir dir("egressd-deleted");
+  const std::string copy = dir / "doomed-sender";
   fs::copy_file(traffic_bin(), copy);
   fs::permissions(copy, fs::perms::owner_all);
 
@@ -193,7 +189,7 @@ TEST_F(DataPath, BinaryDeletedAfterStartKeepsItsPath) {
                                   "4321", "1000", "send"});
   ASSERT_FALSE(child.first_line().empty());  // it is running, waiting
   const pid_t pid = child.pid();
-  fs::remove_all(dir);
+  fs::remove_all(dir.path());  // what the test is about: the binary goes while it runs
   ASSERT_FALSE(fs::exists(copy));
   child.go();
   TrafficResult r;
@@ -270,20 +266,15 @@ TEST_F(DataPath, TrafficBetweenNetworkNamespaces) {
   ASSERT_EQ(b.exec("ip link set " + vb + " up"), 0);
 
   // The sink runs inside namespace b; the sender inside namespace a.
-  pid_t sink = fork();
-  if (sink == 0) {
-    int null = open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    execlp("ip", "ip", "netns", "exec", b.name().c_str(), traffic_bin().c_str(), "tcp-sink",
-           "10.200.0.2", "7070", nullptr);
-    _exit(127);
-  }
+  SubprocessOptions quiet;
+  quiet.out = Stdio::null();
+  Subprocess sink({"ip", "netns", "exec", b.name(), traffic_bin(), "tcp-sink", "10.200.0.2", "7070"}, quiet);
   bool up = wait_until([&] { return b.exec("ss -ltn 2>/dev/null | grep -q ':7070 '") == 0; }, 5s);
   ASSERT_TRUE(up) << "sink did not start in " << b.name();
   TrafficResult r = run_traffic({"tcp", "10.200.0.2", "7070", "20000", "4096", "send"},
                                 {"ip", "netns", "exec", a.name()});
-  kill(sink, SIGKILL);
-  waitpid(sink, nullptr, 0);
+  sink.kill();
+  sink.wait();
   expect_exact(r, r.pid, 7070, 20000, traffic_bin());
   auto ended = events_of(agent_->events(), "flow-ended", r.pid);
   ASSERT_FALSE(ended.empty());
@@ -333,7 +324,7 @@ TEST_F(DataPath, NoEventsLostOrRejected) {
 // A separate agent: SIGTERM must log every open flow with its final count.
 // SCTP, one-to-one style, over IPv4 and IPv6: the same hooks count it (the
 // sendmsg tracepoint, or fexit on inet_sendmsg and inet6_sendmsg). This VM's kernel
-// has no SCTP, so ctest's `kernel` leaves this suite out; the kernel matrix
+// has no SCTP, so ctest has no `kernel.Sctp`; the kernel matrix
 // loads Debian's sctp module in its guests and runs it there.
 class Sctp : public DataPath {};
 

@@ -2,15 +2,12 @@
 // dnsmasq, TLS server names from openssl s_client and curl, the target of an
 // HTTP CONNECT through a real tinyproxy, and the Host of plain HTTP.
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <filesystem>
 #include <fstream>
 
 #include "harness.h"
@@ -19,16 +16,26 @@ namespace egressd::test {
 namespace {
 
 using namespace std::chrono_literals;
-namespace fs = std::filesystem;
 
 // A loopback address of its own, so port 53 is free whatever else runs.
 constexpr const char* kResolver = "127.0.0.153";
 
-void stop(pid_t pid) {
-  if (pid <= 0) return;
-  kill(-pid, SIGTERM);
-  kill(pid, SIGTERM);
-  waitpid(pid, nullptr, 0);
+// A server in a process group of its own, stdio on /dev/null.
+std::unique_ptr<Subprocess> serve(const std::vector<std::string>& argv) {
+  SubprocessOptions o;
+  o.in = o.out = o.err = Stdio::null();
+  o.own_process_group = true;
+  return std::make_unique<Subprocess>(argv, o);
+}
+
+// SIGTERM, so it cleans up after itself (pid files); the destructor's
+// SIGKILL is for a suite that did not get here.
+void stop(std::unique_ptr<Subprocess>& p) {
+  if (!p) return;
+  p->kill_group(SIGTERM);
+  p->kill(SIGTERM);
+  p->wait();
+  p.reset();
 }
 
 bool port_open(int port) {
@@ -46,25 +53,25 @@ class Naming : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!bpf_unavailable_reason().empty()) return;
-    char tmpl[] = "/tmp/egressd-naming-XXXXXX";
-    dir_ = mkdtemp(tmpl);
+    tmp_ = std::make_unique<TempDir>("egressd-naming");
+    const std::string& dir = tmp_->path();
     // dnsmasq answering the test names only: no upstream, no hosts file.
-    dnsmasq_ = spawn_process({"dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
+    dnsmasq_ = serve({"dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
                       std::string("--listen-address=") + kResolver, "--port=53", "--user=root",
-                      "--pid-file=" + dir_ + "/dnsmasq.pid", "--host-record=api.egressd.test,127.0.0.1,::1",
+                      "--pid-file=" + dir + "/dnsmasq.pid", "--host-record=api.egressd.test,127.0.0.1,::1",
                       "--cname=alias.egressd.test,api.egressd.test", "--log-facility=/dev/null"});
     // A self-signed certificate and a TLS server.
-    std::system(("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=egressd.test -keyout " + dir_ +
-                 "/key.pem -out " + dir_ + "/cert.pem >/dev/null 2>&1").c_str());
+    std::system(("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=egressd.test -keyout " + dir +
+                 "/key.pem -out " + dir + "/cert.pem >/dev/null 2>&1").c_str());
     tls_port_ = free_tcp_port();
-    tls_server_ = spawn_process({"openssl", "s_server", "-quiet", "-accept", "127.0.0.1:" + std::to_string(tls_port_),
-                         "-cert", dir_ + "/cert.pem", "-key", dir_ + "/key.pem", "-www"});
+    tls_server_ = serve({"openssl", "s_server", "-quiet", "-accept", "127.0.0.1:" + std::to_string(tls_port_),
+                         "-cert", dir + "/cert.pem", "-key", dir + "/key.pem", "-www"});
     // tinyproxy as an HTTPS_PROXY.
     proxy_port_ = free_tcp_port();
-    std::ofstream(dir_ + "/tinyproxy.conf") << "Port " << proxy_port_ << "\nListen 127.0.0.1\nTimeout 10\n"
-                                            << "Allow 127.0.0.1\nLogLevel Critical\nMaxClients 10\n"
-                                            << "PidFile \"" << dir_ << "/tinyproxy.pid\"\n";
-    proxy_ = spawn_process({"tinyproxy", "-d", "-c", dir_ + "/tinyproxy.conf"});
+    std::ofstream(dir + "/tinyproxy.conf") << "Port " << proxy_port_ << "\nListen 127.0.0.1\nTimeout 10\n"
+                                           << "Allow 127.0.0.1\nLogLevel Critical\nMaxClients 10\n"
+                                           << "PidFile \"" << dir << "/tinyproxy.pid\"\n";
+    proxy_ = serve({"tinyproxy", "-d", "-c", dir + "/tinyproxy.conf"});
     agent_ = new AgentProcess();
     wait_until([] { return port_open(tls_port_) && port_open(proxy_port_); }, 10s);
   }
@@ -74,7 +81,7 @@ class Naming : public ::testing::Test {
     stop(proxy_);
     stop(tls_server_);
     stop(dnsmasq_);
-    if (!dir_.empty()) fs::remove_all(dir_);
+    tmp_.reset();
   }
   void SetUp() override {
     EGRESSD_REQUIRE_KERNEL();
@@ -105,13 +112,13 @@ class Naming : public ::testing::Test {
     return got;
   }
 
-  static std::string dir_;
-  static pid_t dnsmasq_, tls_server_, proxy_;
+  static std::unique_ptr<TempDir> tmp_;
+  static std::unique_ptr<Subprocess> dnsmasq_, tls_server_, proxy_;
   static int tls_port_, proxy_port_;
   static AgentProcess* agent_;
 };
-std::string Naming::dir_;
-pid_t Naming::dnsmasq_ = -1, Naming::tls_server_ = -1, Naming::proxy_ = -1;
+std::unique_ptr<TempDir> Naming::tmp_;
+std::unique_ptr<Subprocess> Naming::dnsmasq_, Naming::tls_server_, Naming::proxy_;
 int Naming::tls_port_ = 0, Naming::proxy_port_ = 0;
 AgentProcess* Naming::agent_ = nullptr;
 

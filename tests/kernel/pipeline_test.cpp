@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "harness.h"
+#include "memory_sink.h"
 #include "pipeline.h"
 
 namespace egressd::test {
@@ -15,15 +16,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class Events : public EventSink {
- public:
-  void write(const nlohmann::json& event) override { events.push_back(event); }
-  std::vector<nlohmann::json> events;
-};
-
 TEST(Pipeline, StepsCarryExactBytesToTheSinkAndEveryEventToTheHook) {
   EGRESSD_REQUIRE_KERNEL();
-  Events sink;
+  MemorySink sink;
   Pipeline pipeline(PipelineOptions{}, sink);
   std::vector<int> connecting_pids;
   pipeline.set_event_hook([&](const Event& ev) {
@@ -42,11 +37,11 @@ TEST(Pipeline, StepsCarryExactBytesToTheSinkAndEveryEventToTheHook) {
   const bool ended = wait_until(
       [&] {
         pipeline.step();
-        return !events_of(sink.events, "flow-ended", r.pid).empty();
+        return !events_of(sink.events(), "flow-ended", r.pid).empty();
       },
       10s);
   ASSERT_TRUE(ended);
-  EXPECT_EQ(logged_bytes(sink.events, r.pid, port), 12345u);
+  EXPECT_EQ(logged_bytes(sink.events(), r.pid, port), 12345u);
   EXPECT_EQ(std::count(connecting_pids.begin(), connecting_pids.end(), r.pid), 1);
   EXPECT_GE(pipeline.stats().ring_events.at("connect"), 1u);
   EXPECT_TRUE(pipeline.stats().decode_errors.empty());
@@ -55,7 +50,7 @@ TEST(Pipeline, StepsCarryExactBytesToTheSinkAndEveryEventToTheHook) {
 
 TEST(Pipeline, FinishReportsOpenFlowsWithTheirCountSoFar) {
   EGRESSD_REQUIRE_KERNEL();
-  Events sink;
+  MemorySink sink;
   Pipeline pipeline(PipelineOptions{}, sink);
   pipeline.attach();
   TcpSink tcp;
@@ -68,8 +63,8 @@ TEST(Pipeline, FinishReportsOpenFlowsWithTheirCountSoFar) {
   EXPECT_GT(end, 0u);
   std::vector<nlohmann::json> stopped;
   // Still open: a flow-updated with the reason, not an end.
-  EXPECT_TRUE(events_of(sink.events, "flow-ended", held.pid()).empty());
-  for (const auto& e : events_of(sink.events, "flow-updated", held.pid()))
+  EXPECT_TRUE(events_of(sink.events(), "flow-ended", held.pid()).empty());
+  for (const auto& e : events_of(sink.events(), "flow-updated", held.pid()))
     if (field(e, "event.reason") == "test-stopped") stopped.push_back(e);
   ASSERT_EQ(stopped.size(), 1u);
   EXPECT_EQ(stopped[0]["source"]["bytes"].get<uint64_t>(), 3000u);

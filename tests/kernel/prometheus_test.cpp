@@ -24,8 +24,8 @@ namespace fs = std::filesystem;
 TEST(Prometheus, PromQLReturnsExactBytesPerToolAndDestination) {
   EGRESSD_REQUIRE_KERNEL();
   ASSERT_TRUE(fs::exists("/usr/bin/prometheus")) << "Debian's prometheus package is needed (scripts/install-deps.sh --with-tests)";
-  char tmpl[] = "/tmp/egressd-prom-XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  TempDir tmp("egressd-prom");
+  const std::string& dir = tmp.path();
   const std::string tool_bin = dir + "/opt/promtool-fake/bin/fake-agent";
   fs::create_directories(fs::path(tool_bin).parent_path());
   fs::copy_file(traffic_bin(), tool_bin);
@@ -61,7 +61,6 @@ TEST(Prometheus, PromQLReturnsExactBytesPerToolAndDestination) {
   std::string lint = run_capture("/usr/bin/promtool check metrics < " + expo + " 2>&1", &code);
   EXPECT_EQ(code, 0) << lint;
   EXPECT_EQ(lint, "") << lint;
-  fs::remove_all(dir);
 }
 
 }  // namespace

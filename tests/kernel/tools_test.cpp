@@ -19,8 +19,8 @@ class Tools : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!bpf_unavailable_reason().empty()) return;
-    char tmpl[] = "/tmp/egressd-tools-XXXXXX";
-    root_ = mkdtemp(tmpl);
+    tmp_ = std::make_unique<TempDir>("egressd-tools");
+    root_ = tmp_->path();
     sink_ = new TcpSink();
     other_sink_ = new TcpSink();
     const std::string cfg = root_ + "/egressd.yaml";
@@ -47,7 +47,7 @@ class Tools : public ::testing::Test {
     delete sink_;
     delete other_sink_;
     agent_ = nullptr;
-    if (!root_.empty()) fs::remove_all(root_);
+    tmp_.reset();
   }
   void SetUp() override {
     EGRESSD_REQUIRE_KERNEL();
@@ -120,11 +120,13 @@ class Tools : public ::testing::Test {
     return got;
   }
 
-  static std::string root_;
+  static std::unique_ptr<TempDir> tmp_;
+  static std::string root_;  // tmp_'s path
   static TcpSink* sink_;
   static TcpSink* other_sink_;
   static AgentProcess* agent_;
 };
+std::unique_ptr<TempDir> Tools::tmp_;
 std::string Tools::root_;
 TcpSink* Tools::sink_ = nullptr;
 TcpSink* Tools::other_sink_ = nullptr;

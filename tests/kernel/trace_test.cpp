@@ -2,11 +2,9 @@
 // unrelated traffic runs beside it, every filter's inclusion and exclusion,
 // the terminal view through a real pseudo-terminal, and the HTML report
 // rendered by headless Chromium.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -30,69 +28,28 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-std::string temp_dir() {
-  char tmpl[] = "/tmp/egressd-trace-test-XXXXXX";
-  return mkdtemp(tmpl);
-}
-
-// `egressd trace ARGS` with stdout and stderr in files.
+// `egressd trace ARGS` with stdout and stderr in files; env: NAME=VALUE
+// entries added to its environment.
 class TraceProcess {
  public:
-  explicit TraceProcess(std::vector<std::string> args) : dir_(temp_dir()) {
-    std::vector<std::string> argv = {egressd_bin(), "trace"};
-    with_kernel_overrides(args, dir_);
-    argv.insert(argv.end(), args.begin(), args.end());
-    pid_ = fork();
-    if (pid_ == 0) {
-      setpgid(0, 0);
-      int out = open((dir_ + "/out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      int err = open((dir_ + "/err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      int in = open("/dev/null", O_RDONLY);
-      dup2(in, 0);
-      dup2(out, 1);
-      dup2(err, 2);
-      std::vector<char*> v;
-      for (auto& a : argv) v.push_back(a.data());
-      v.push_back(nullptr);
-      execv(v[0], v.data());
-      _exit(127);
-    }
-  }
-  ~TraceProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    fs::remove_all(dir_);
-  }
+  explicit TraceProcess(std::vector<std::string> args, std::vector<std::string> env = {})
+      : proc_(command(std::move(args)), options(std::move(env))) {}
   // Attached, and the processes running at start judged.
   bool wait_ready() {
     return wait_until([&] { return err().find("egressd trace: following") != std::string::npos || exited(); },
                       30s) &&
            !exited();
   }
-  bool exited() {
-    if (pid_ <= 0) return true;
-    int st = 0;
-    if (waitpid(pid_, &st, WNOHANG) == pid_) {
-      pid_ = -1;
-      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      return true;
-    }
-    return false;
-  }
+  bool exited() { return !proc_.running(); }
   // Waits for the trace to end by itself; -1 on timeout.
-  int wait(std::chrono::seconds timeout = 60s) {
-    if (!wait_until([&] { return exited(); }, timeout)) return -1;
-    return status_;
-  }
+  int wait(std::chrono::seconds timeout = 60s) { return proc_.wait(timeout).value_or(-1); }
   int interrupt() {
-    if (pid_ > 0) kill(pid_, SIGINT);
+    proc_.kill(SIGINT);
     return wait(30s);
   }
-  std::string out() const { return read_file(dir_ + "/out"); }
-  std::string err() const { return read_file(dir_ + "/err"); }
-  std::string out_path() const { return dir_ + "/out"; }
+  std::string out() const { return read_file(dir_ / "out"); }
+  std::string err() const { return read_file(dir_ / "err"); }
+  std::string out_path() const { return dir_ / "out"; }
   std::vector<nlohmann::json> lines() const {
     std::vector<nlohmann::json> v;
     std::istringstream in(out());
@@ -114,9 +71,24 @@ class TraceProcess {
   }
 
  private:
-  std::string dir_;
-  pid_t pid_ = -1;
-  int status_ = -1;
+  std::vector<std::string> command(std::vector<std::string> args) {
+    std::vector<std::string> argv = {egressd_bin(), "trace"};
+    with_kernel_overrides(args, dir_.path());
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
+  SubprocessOptions options(std::vector<std::string> env) const {
+    SubprocessOptions o;
+    o.in = Stdio::null();
+    o.out = Stdio::file(dir_ / "out");
+    o.err = Stdio::file(dir_ / "err");
+    o.env = std::move(env);
+    o.own_process_group = true;
+    return o;
+  }
+
+  TempDir dir_{"egressd-trace-test"};  // before proc_: its files outlive the process
+  Subprocess proc_;
 };
 
 // The summary's row for address:port/transport, or null.
@@ -155,46 +127,43 @@ std::string tcp_cmd(const std::string& bin, const std::string& host, int port, u
 // exists before the traffic starts.
 class WaitingShell {
  public:
-  explicit WaitingShell(const std::string& cmd) {
-    int in[2];
-    if (pipe(in) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(in[0], 0);
-      close(in[0]);
-      close(in[1]);
-      int null = open("/dev/null", O_WRONLY);
-      dup2(null, 1);
-      execl("/bin/sh", "sh", "-c", ("read line; " + cmd).c_str(), nullptr);
-      _exit(127);
-    }
-    close(in[0]);
-    in_ = in[1];
-  }
-  ~WaitingShell() {
-    if (in_ >= 0) close(in_);
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  pid_t pid() const { return pid_; }
+  explicit WaitingShell(const std::string& cmd) : proc_({"/bin/sh", "-c", "read line; " + cmd}, options()) {}
+  pid_t pid() const { return proc_.pid(); }
   void go() {
-    (void)!write(in_, "\n", 1);
-    close(in_);
-    in_ = -1;
+    proc_.write_stdin("\n");
+    proc_.close_stdin();
   }
   int finish() {
-    int st = 0;
-    waitpid(pid_, &st, 0);
-    pid_ = -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    const int status = proc_.wait();
+    return proc_.signaled() ? -1 : status;
   }
 
  private:
-  pid_t pid_ = -1;
-  int in_ = -1;
+  static SubprocessOptions options() {
+    SubprocessOptions o;
+    o.in = Stdio::pipe();
+    o.out = Stdio::null();
+    return o;
+  }
+  Subprocess proc_;
 };
+
+// Whether a --json trace has shown the end of every flow it showed the
+// start of, and at least one (to port, when not 0): what a test waits for
+// before it interrupts the trace.
+bool flows_ended(const std::vector<nlohmann::json>& events, int port = 0) {
+  std::set<std::string> started, ended;
+  for (const auto& e : events) {
+    if (port && field(e, "destination.port") != std::to_string(port)) continue;
+    const std::string action = field(e, "event.action");
+    if (action == "connection-attempted") started.insert(field(e, "egressd.flow.id"));
+    if (action == "flow-ended") ended.insert(field(e, "egressd.flow.id"));
+  }
+  if (ended.empty()) return false;
+  for (const auto& id : started)
+    if (!ended.count(id)) return false;
+  return true;
+}
 
 // A copy of egressd-traffic under another name: its executable path and comm
 // tell it apart from the original.
@@ -209,10 +178,8 @@ class Trace : public ::testing::Test {
  protected:
   void SetUp() override {
     EGRESSD_REQUIRE_KERNEL();
-    dir_ = temp_dir();
-  }
-  void TearDown() override {
-    if (!dir_.empty()) fs::remove_all(dir_);
+    tmp_ = std::make_unique<TempDir>("egressd-trace-test");
+    dir_ = tmp_->path();
   }
 
   // Runs a filtered trace while `included` and `excluded` run (both shell
@@ -231,8 +198,8 @@ class Trace : public ::testing::Test {
     EXPECT_TRUE(trace.wait_ready()) << trace.err();
     EXPECT_EQ(run_process({"/bin/sh", "-c", excluded}), 0) << excluded;
     EXPECT_EQ(run_process({"/bin/sh", "-c", included}), 0) << included;
-    // The flows are over; give the trace a moment to read their ends.
-    std::this_thread::sleep_for(1500ms);
+    // The flows are over: the trace shows their ends once it has read them.
+    wait_until([&] { return flows_ended(trace.events()); }, 10s);
     EXPECT_EQ(trace.interrupt(), 0) << trace.err();
     Outcome o{trace.events(), trace.summary(), {}};
     o.pids = pids_in(o.events);
@@ -260,6 +227,7 @@ class Trace : public ::testing::Test {
     return o;
   }
 
+  std::unique_ptr<TempDir> tmp_;
   std::string dir_;
 };
 
@@ -271,7 +239,8 @@ TEST_F(Trace, LaunchModeSummaryIsExactAmidUnrelatedTraffic) {
   TcpSink tcp;
   UdpSink udp;
   const std::string bin = traffic_bin();
-  // Unrelated: the same binary, to the same sinks, all along.
+  // Unrelated: the same binary, to the same sinks, all along (paced with
+  // sleep 0.1 so that it overlaps the traced script).
   WaitingShell unrelated("for i in $(seq 20); do " + tcp_cmd(bin, "127.0.0.1", tcp.port(), 999) +
                          " >/dev/null; " +
                          fmt_cmd({bin, "udp", "127.0.0.1", std::to_string(udp.port()), "3", "111"}) +
@@ -335,15 +304,10 @@ TEST_F(Trace, LaunchModeRunsTheCommandAsTheSudoUser) {
   chmod(dir_.c_str(), 0777);
   const std::string out = dir_ + "/id";
   TcpSink sink;
-  setenv("SUDO_UID", "65534", 1);
-  setenv("SUDO_GID", "65534", 1);
-  setenv("SUDO_USER", "nobody", 1);
   TraceProcess trace({"--json", "--", "/bin/sh", "-c",
                       "id -u > " + out + "; id -G >> " + out + "; " +
-                          tcp_cmd(traffic_bin(), "127.0.0.1", sink.port(), 300) + " >" + dir_ + "/traffic.out"});
-  unsetenv("SUDO_UID");
-  unsetenv("SUDO_GID");
-  unsetenv("SUDO_USER");
+                          tcp_cmd(traffic_bin(), "127.0.0.1", sink.port(), 300) + " >" + dir_ + "/traffic.out"},
+                     {"SUDO_UID=65534", "SUDO_GID=65534", "SUDO_USER=nobody"});
   ASSERT_EQ(trace.wait(), 0) << trace.err();
   EXPECT_EQ(read_file(out), "65534\n65534\n");
   bool seen = false;
@@ -373,7 +337,7 @@ TEST_F(Trace, PidFilterFollowsTheProcessAndItsDescendants) {
   in.go();
   EXPECT_EQ(in.finish(), 0);
   EXPECT_EQ(out.finish(), 0);
-  std::this_thread::sleep_for(1500ms);
+  wait_until([&] { return flows_ended(trace.events(), a.port()); }, 10s);
   EXPECT_EQ(trace.interrupt(), 0);
   const auto s = trace.summary();
   const auto d = destination(s, "127.0.0.1", a.port(), "tcp");
@@ -396,7 +360,7 @@ TEST_F(Trace, UnfollowedProcessesAreFilteredInTheKernel) {
   EXPECT_EQ(noise.finish(), 0);
   in.go();
   EXPECT_EQ(in.finish(), 0);
-  std::this_thread::sleep_for(1500ms);
+  wait_until([&] { return flows_ended(trace.events(), a.port()); }, 10s);
   EXPECT_EQ(trace.interrupt(), 0);
   const auto s = trace.summary();
   ASSERT_TRUE(destination(s, "127.0.0.1", a.port(), "tcp").is_object()) << s.dump(2);
@@ -574,6 +538,7 @@ TEST_F(Trace, HtmlReportRendersTheTimeline) {
   }
   TcpSink sink;
   const std::string report = dir_ + "/report.html";
+  // Two flows half a second apart: two bars apart on the timeline.
   TraceProcess trace({"--report", report, "--", "/bin/sh", "-c",
                       tcp_cmd(traffic_bin(), "127.0.0.1", sink.port(), 20000) + "; sleep 0.5; " +
                           tcp_cmd(traffic_bin(), "127.0.0.1", sink.port(), 30000)});

@@ -96,24 +96,15 @@ void with_kernel_overrides(std::vector<std::string>& args, const std::string& di
 }
 
 AgentProcess::AgentProcess(std::vector<std::string> extra_args, std::string log_path) {
-  char tmpl[] = "/tmp/egressd-test-XXXXXX";
-  dir_ = mkdtemp(tmpl);
-  log_path_ = log_path.empty() ? dir_ + "/events.json" : log_path;
-  err_path_ = dir_ + "/stderr.txt";
+  log_path_ = log_path.empty() ? dir_ / "events.json" : log_path;
+  err_path_ = dir_ / "stderr.txt";
   std::vector<std::string> args = {egressd_bin(), "run", "--log-file", log_path_,
                                    "--metrics-addr", "127.0.0.1:0"};
-  with_kernel_overrides(extra_args, dir_);
+  with_kernel_overrides(extra_args, dir_.path());
   args.insert(args.end(), extra_args.begin(), extra_args.end());
-  pid_ = fork();
-  if (pid_ == 0) {
-    int err = open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(err, 2);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
+  SubprocessOptions opts;
+  opts.err = Stdio::file(err_path_);
+  proc_ = std::make_unique<Subprocess>(args, opts);
   wait_until(
       [&] {
         for (const auto& e : events())
@@ -121,7 +112,7 @@ AgentProcess::AgentProcess(std::vector<std::string> extra_args, std::string log_
             metrics_addr_ = e["egressd"]["metrics"]["address"].get<std::string>();
             return true;
           }
-        return waitpid(pid_, nullptr, WNOHANG) == pid_ ? (pid_ = -1, true) : false;
+        return !proc_->running();
       },
       std::chrono::seconds(30));
 }
@@ -154,20 +145,16 @@ void validate_log(const std::string& log_path) {
     ADD_FAILURE() << "event log does not match docs/egressd-events.schema.json:\n" << out;
 }
 
+// The log is checked before dir_ (a member) goes, with the log in it.
 AgentProcess::~AgentProcess() {
-  if (pid_ > 0) stop();
+  stop();
   validate_log(log_path_);
-  std::error_code ec;
-  if (!std::getenv("EGRESSD_KEEP_TEST_FILES")) fs::remove_all(dir_, ec);
 }
 
 int AgentProcess::stop() {
-  if (pid_ <= 0) return -1;
-  kill(pid_, SIGTERM);
-  int status = 0;
-  waitpid(pid_, &status, 0);
-  pid_ = -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  if (!running()) return -1;
+  proc_->kill(SIGTERM);
+  return proc_->wait();
 }
 
 std::vector<nlohmann::json> AgentProcess::events() const {
@@ -214,30 +201,17 @@ std::string AgentProcess::scrape() const {
 
 TrafficResult run_traffic(const std::vector<std::string>& args,
                           const std::vector<std::string>& prefix, const std::string& binary) {
-  int out[2];
-  if (pipe(out) < 0) return {};
   std::vector<std::string> all = prefix;
   all.push_back(binary.empty() ? traffic_bin() : binary);
   all.insert(all.end(), args.begin(), args.end());
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(out[1], 1);
-    close(out[0]);
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execvp(argv[0], argv.data());
-    _exit(127);
-  }
-  close(out[1]);
+  SubprocessOptions opts;
+  opts.out = Stdio::pipe();
+  Subprocess p(all, opts);
+  if (!p.started()) return {};
   TrafficResult r;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(out[0], buf, sizeof(buf))) > 0) r.output.append(buf, static_cast<size_t>(n));
-  close(out[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  const int status = p.wait();
+  r.exit_code = p.signaled() ? -1 : status;
+  r.output = p.out();
   std::istringstream lines(r.output);
   std::string line;
   while (std::getline(lines, line)) {
@@ -252,77 +226,42 @@ TrafficResult run_traffic(const std::vector<std::string>& args,
   return r;
 }
 
-pid_t spawn_process(const std::vector<std::string>& argv_in) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    setpgid(0, 0);
-    int null = open("/dev/null", O_RDWR);
-    dup2(null, 0);
-    dup2(null, 1);
-    dup2(null, 2);
-    std::vector<std::string> copy = argv_in;
-    std::vector<char*> argv;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execvp(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
+int run_process(const std::vector<std::string>& argv, pid_t* pid_out) {
+  SubprocessOptions opts;
+  opts.in = opts.out = opts.err = Stdio::null();
+  opts.own_process_group = true;
+  Subprocess p(argv, opts);
+  if (pid_out) *pid_out = p.pid();
+  const int status = p.wait();
+  return p.signaled() ? -1 : status;
 }
 
-int run_process(const std::vector<std::string>& argv_in, pid_t* pid_out) {
-  pid_t pid = spawn_process(argv_in);
-  if (pid_out) *pid_out = pid;
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+static SubprocessOptions interactive() {
+  SubprocessOptions opts;
+  opts.in = opts.out = Stdio::pipe();
+  return opts;
 }
 
-InteractiveTraffic::InteractiveTraffic(const std::string& binary,
-                                       const std::vector<std::string>& args) {
-  int in[2], out[2];
-  if (pipe(in) < 0 || pipe(out) < 0) return;
-  pid_ = fork();
-  if (pid_ == 0) {
-    dup2(in[0], 0);
-    dup2(out[1], 1);
-    close(in[1]);
-    close(out[0]);
-    std::vector<std::string> all = {binary};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(in[0]);
-  close(out[1]);
-  in_ = in[1];
-  out_ = out[0];
-  char c;
-  while (read(out_, &c, 1) == 1 && c != '\n') first_line_ += c;
+static std::vector<std::string> concat(const std::string& first, const std::vector<std::string>& rest) {
+  std::vector<std::string> all = {first};
+  all.insert(all.end(), rest.begin(), rest.end());
+  return all;
 }
 
-InteractiveTraffic::~InteractiveTraffic() {
-  if (pid_ > 0) {
-    kill(pid_, SIGKILL);
-    finish();
-  }
+InteractiveTraffic::InteractiveTraffic(const std::string& binary, const std::vector<std::string>& args)
+    : proc_(concat(binary, args), interactive()) {
+  first_line_ = proc_.read_line().value_or("");
 }
 
 void InteractiveTraffic::go() {
-  if (write(in_, "g", 1) != 1) ADD_FAILURE() << "cannot signal the traffic process";
+  if (!proc_.write_stdin("g")) ADD_FAILURE() << "cannot signal the traffic process";
 }
 
 int InteractiveTraffic::finish() {
-  if (pid_ <= 0) return -1;
-  int status = 0;
-  waitpid(pid_, &status, 0);
-  pid_ = -1;
-  close(in_);
-  close(out_);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (!proc_.started()) return -1;
+  proc_.close_stdin();
+  const int status = proc_.wait();
+  return proc_.signaled() ? -1 : status;
 }
 
 static int listen_on(const std::string& addr, int type, int* port_out, int protocol = 0) {
@@ -480,22 +419,18 @@ PrometheusServer::PrometheusServer(const std::string& dir, const std::string& ta
     std::ofstream(dir + "/prometheus.yml") << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
                                               "scrape_configs:\n  - job_name: egressd\n    static_configs:\n"
                                               "      - targets: ['" << target << "']\n" << extra_config;
-    pid_ = fork();
-    if (pid_ == 0) {
-      int null = open("/dev/null", O_WRONLY);
-      dup2(null, 1);
-      dup2(null, 2);
-      const std::string cfg = "--config.file=" + dir + "/prometheus.yml";
-      const std::string db = "--storage.tsdb.path=" + dir + "/data";
-      const std::string web = "--web.listen-address=127.0.0.1:" + std::to_string(port_);
-      execl("/usr/bin/prometheus", "prometheus", cfg.c_str(), db.c_str(), web.c_str(), nullptr);
-      _exit(127);
-    }
+    SubprocessOptions opts;
+    opts.out = opts.err = Stdio::null();
+    proc_ = std::make_unique<Subprocess>(
+        std::vector<std::string>{"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
+                                 "--storage.tsdb.path=" + dir + "/data",
+                                 "--web.listen-address=127.0.0.1:" + std::to_string(port_)},
+        opts);
 }
 
 PrometheusServer::~PrometheusServer() {
-    kill(pid_, SIGTERM);
-    waitpid(pid_, nullptr, 0);
+    proc_->kill(SIGTERM);
+    proc_->wait();
 }
 
 bool PrometheusServer::ready() const {

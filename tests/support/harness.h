@@ -10,11 +10,15 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "subprocess.h"
+#include "temp_dir.h"
 
 namespace egressd::test {
 
@@ -40,7 +44,7 @@ bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds tim
 // EGRESSD_TEST_KERNEL (YAML lines, or items separated by commas, for the
 // kernel section): adds it to the -c/--config file among args, or a config
 // file of its own written in dir, so a suite runs again on a fallback path
-// of this kernel (ctest kernel_fallbacks). AgentProcess applies it; tests
+// of this kernel (ctest kernel_fallbacks.*). AgentProcess applies it; tests
 // that run egressd themselves call it.
 void with_kernel_overrides(std::vector<std::string>& args, const std::string& dir);
 
@@ -51,9 +55,9 @@ class AgentProcess {
   // log_path: where the event log goes (default: a file in a temp dir).
   explicit AgentProcess(std::vector<std::string> extra_args = {}, std::string log_path = "");
   ~AgentProcess();
-  bool started() const { return pid_ > 0 && !metrics_addr_.empty(); }
+  bool started() const { return running() && !metrics_addr_.empty(); }
   int stop();
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return running() ? proc_->pid() : -1; }
   const std::string& log_path() const { return log_path_; }
   const std::string& metrics_address() const { return metrics_addr_; }
   std::vector<nlohmann::json> events() const;
@@ -61,8 +65,11 @@ class AgentProcess {
   std::string stderr_text() const;
 
  private:
-  pid_t pid_ = -1;
-  std::string dir_, log_path_, err_path_, metrics_addr_;
+  bool running() const { return proc_ && proc_->started() && !proc_->status(); }
+
+  TempDir dir_{"egressd-test"};
+  std::string log_path_, err_path_, metrics_addr_;
+  std::unique_ptr<Subprocess> proc_;
 };
 
 struct TrafficResult {
@@ -80,27 +87,24 @@ TrafficResult run_traffic(const std::vector<std::string>& args,
                           const std::vector<std::string>& prefix = {},
                           const std::string& binary = "");
 
-// Starts argv in a process group of its own, stdio on /dev/null; returns its pid.
-pid_t spawn_process(const std::vector<std::string>& argv);
-// Runs argv to its end with stdio on /dev/null; returns the exit code and
-// stores the child's pid.
+// Runs argv to its end in a process group of its own with stdio on
+// /dev/null; returns the exit code (-1 if a signal ended it) and stores the
+// child's pid.
 int run_process(const std::vector<std::string>& argv, pid_t* pid = nullptr);
 
 // egressd-traffic (or a copy of it) run with a mode that waits on stdin:
-// start() returns after its first line; go() lets it continue; finish()
-// waits for it to exit.
+// the constructor returns after its first line; go() lets it continue;
+// finish() waits for it to exit. Killed when destroyed.
 class InteractiveTraffic {
  public:
   InteractiveTraffic(const std::string& binary, const std::vector<std::string>& args);
-  ~InteractiveTraffic();
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return proc_.pid(); }
   const std::string& first_line() const { return first_line_; }
   void go();
-  int finish();  // exit code
+  int finish();  // exit code, -1 if a signal ended it
 
  private:
-  pid_t pid_ = -1;
-  int in_ = -1, out_ = -1;
+  Subprocess proc_;
   std::string first_line_;
 };
 
@@ -160,7 +164,7 @@ std::string isolated_command(const std::vector<std::string>& argv);
 
 // Debian's Prometheus on a free loopback port, scraping target every second
 // (job "egressd"). extra_config is appended to prometheus.yml (rule_files,
-// alerting). Stopped by pid when destroyed.
+// alerting). Stopped with SIGTERM when destroyed.
 class PrometheusServer {
  public:
   PrometheusServer(const std::string& dir, const std::string& target, const std::string& extra_config = "");
@@ -170,8 +174,8 @@ class PrometheusServer {
   nlohmann::json query(const std::string& promql) const;
 
  private:
-  pid_t pid_ = -1;
   int port_ = 0;
+  std::unique_ptr<Subprocess> proc_;
 };
 
 // Fails the current test unless every line of the file (and of the files it

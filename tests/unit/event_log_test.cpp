@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "event_log.h"
+#include "temp_dir.h"
 
 namespace egressd {
 namespace {
@@ -15,11 +16,6 @@ namespace fs = std::filesystem;
 
 class EventLogTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/egressd-evlog-XXXXXX";
-    dir_ = mkdtemp(tmpl);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   static int flap(EventLog& log, const std::string& path) {
     log.write({{"pad", std::string(900, 'a')}});  // fits: ~912 of 1000 bytes
     log.flush();
@@ -40,7 +36,8 @@ class EventLogTest : public ::testing::Test {
     }
     return n;
   }
-  std::string dir_;
+  test::TempDir tmp_{"egressd-evlog"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(EventLogTest, FileIsPrivateAndEveryLineArrives) {

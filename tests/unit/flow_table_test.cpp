@@ -1,13 +1,10 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
-#include <unistd.h>
-
-#include <fstream>
 
 #include "addr_helpers.h"
-#include "event_log.h"
 #include "flow_table.h"
+#include "memory_sink.h"
 #include "redact.h"
 
 namespace egressd {
@@ -16,29 +13,15 @@ namespace {
 class FlowTableTest : public ::testing::Test {
  protected:
   FlowTableTest() : procs_("/nonexistent", "h", nullptr, &redactor_) {
-    char tmpl[] = "/tmp/egressd-log-XXXXXX";
-    int fd = mkstemp(tmpl);
-    close(fd);
-    path_ = tmpl;
-    log_ = EventLog::open(path_);
     host_ = HostInfo{"testhost", "boot", "0.0.0"};
-    flows_ = std::make_unique<FlowTable>(FlowTableDeps{procs_, counters_, *log_, host_, clock_});
+    flows_ = std::make_unique<FlowTable>(FlowTableDeps{procs_, counters_, log_, host_, clock_});
     ExecRecord r{};
     r.fixed.proc = {500, 0, 42};
     r.exe = "/usr/bin/curl";
     r.argv = {"curl", "-H", "Authorization: Bearer abc", "https://example.com"};
     procs_.on_exec(r);
   }
-  ~FlowTableTest() override { unlink(path_.c_str()); }
-
-  std::vector<nlohmann::json> lines() {
-    log_->flush();
-    std::vector<nlohmann::json> out;
-    std::ifstream in(path_);
-    std::string line;
-    while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
-    return out;
-  }
+  std::vector<nlohmann::json> lines() { return log_.events(); }
 
   static flow_addr dst(const char* ip, uint16_t port) { return test_addr::v4(ip, port); }
 
@@ -63,11 +46,10 @@ class FlowTableTest : public ::testing::Test {
     return sum;
   }
 
-  std::string path_;
   Redactor redactor_;
   ProcessTable procs_;
   EgressCounters counters_;
-  std::unique_ptr<EventLog> log_;
+  test::MemorySink log_;
   HostInfo host_;
   Clock clock_;
   std::unique_ptr<FlowTable> flows_;

@@ -9,6 +9,7 @@
 #include "feature_probe.h"
 #include "metric_catalog.h"
 #include "metrics.h"
+#include "temp_dir.h"
 
 namespace egressd {
 namespace {
@@ -69,12 +70,10 @@ namespace egressd {
 namespace {
 
 TEST(Features, NoCgroup2IsTheReasonGiven) {
-  char tmpl[] = "/tmp/egressd-fakeproc-XXXXXX";
-  std::string root = mkdtemp(tmpl);
-  std::filesystem::create_directories(root + "/self");
-  std::ofstream(root + "/self/mountinfo") << "25 30 0:22 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
-  FeatureReport r = probe_features(root);
-  std::filesystem::remove_all(root);
+  test::TempDir root("egressd-fakeproc");
+  std::filesystem::create_directories(root / "self");
+  std::ofstream(root / "self/mountinfo") << "25 30 0:22 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
+  FeatureReport r = probe_features(root.path());
   EXPECT_TRUE(r.cgroup2_path.empty());
   bool named = false;
   for (const auto& c : r.checks)

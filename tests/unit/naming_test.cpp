@@ -4,15 +4,14 @@
 #include "addr_helpers.h"
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <fstream>
 #include <iterator>
 
 #include "dns_names.h"
 #include "dns_parser.h"
-#include "event_log.h"
 #include "flow_table.h"
+#include "memory_sink.h"
 
 namespace egressd {
 namespace {
@@ -59,14 +58,9 @@ TEST(DnsNames, RegistrableDomain) {
 class PayloadNaming : public ::testing::Test {
  protected:
   PayloadNaming() : procs_("/nonexistent", "h") {
-    char tmpl[] = "/tmp/egressd-naming-log-XXXXXX";
-    close(mkstemp(tmpl));
-    path_ = tmpl;
-    log_ = EventLog::open(path_);
     host_ = HostInfo{"h", "b", "0"};
-    flows_ = std::make_unique<FlowTable>(FlowTableDeps{procs_, counters_, *log_, host_, clock_});
+    flows_ = std::make_unique<FlowTable>(FlowTableDeps{procs_, counters_, log_, host_, clock_});
   }
-  ~PayloadNaming() override { unlink(path_.c_str()); }
 
   // A connect and its outcome; UDP with udp (its outcome comes at the first
   // send, or CONNECT_RESULT_UNSENT when it never sends).
@@ -110,14 +104,7 @@ class PayloadNaming : public ::testing::Test {
     e.flow.sends = bytes ? 1 : 0;
     flows_->on_close(e);
   }
-  std::vector<nlohmann::json> lines() {
-    log_->flush();
-    std::vector<nlohmann::json> out;
-    std::ifstream in(path_);
-    std::string l;
-    while (std::getline(in, l)) out.push_back(nlohmann::json::parse(l));
-    return out;
-  }
+  std::vector<nlohmann::json> lines() { return log_.events(); }
   static std::vector<uint8_t> corpus(const std::string& name) {
     std::ifstream in(std::string(EGRESSD_SOURCE_DIR) + "/tests/fuzz/corpus/" + name, std::ios::binary);
     return {std::istreambuf_iterator<char>(in), {}};
@@ -128,10 +115,9 @@ class PayloadNaming : public ::testing::Test {
     return "";
   }
 
-  std::string path_;
   ProcessTable procs_;
   EgressCounters counters_;
-  std::unique_ptr<EventLog> log_;
+  test::MemorySink log_;
   HostInfo host_;
   Clock clock_;
   std::unique_ptr<FlowTable> flows_;

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "process_table.h"
+#include "temp_dir.h"
 
 namespace egressd {
 namespace {
@@ -64,11 +65,6 @@ TEST(ProcessTable, ExitedProcessesExpireAfterTheGracePeriod) {
 
 class FakeProc : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/egressd-proc-XXXXXX";
-    root_ = mkdtemp(tmpl);
-  }
-  void TearDown() override { fs::remove_all(root_); }
   void add(uint32_t pid, uint64_t start_ticks, const std::string& exe, const std::string& cmdline) {
     fs::path dir = fs::path(root_) / std::to_string(pid);
     fs::create_directories(dir);
@@ -78,7 +74,8 @@ class FakeProc : public ::testing::Test {
     std::ofstream(dir / "comm") << "name\n";
     fs::create_symlink(exe, dir / "exe");
   }
-  std::string root_;
+  test::TempDir tmp_{"egressd-proc"};
+  const std::string root_ = tmp_.path();
 };
 
 TEST_F(FakeProc, UnknownProcessIsReadFromProcWhenStartTimeMatches) {

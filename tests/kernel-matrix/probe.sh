@@ -1,6 +1,6 @@
 #!/bin/sh
 # What this kernel offers egressd, printed between markers that
-# tests/kernels/report.py reads: `egressd check` verbatim, the tail of
+# tests/kernel-matrix/report.py reads: `egressd check` verbatim, the tail of
 # `egressd -v check`, which programs load and attach one by one
 # (egressd-hook-probe on egressd's object and on hooks.bpf.o), tracefs and LSM
 # facts, and a digest of `bpftool feature probe kernel`.

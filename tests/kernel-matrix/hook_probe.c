@@ -12,7 +12,7 @@
 // programs attach to DIR (/sys/fs/cgroup). Exit status: 0 when everything
 // loaded and attached, 1 otherwise, 2 on bad usage.
 //
-// The kernel test matrix (tests/kernels/matrix.sh) runs it in each VM on
+// The kernel test matrix (tests/kernel-matrix/matrix.sh) runs it in each VM on
 // egressd's own object and on hooks.bpf.o, one program per kind of hook.
 #include <bpf/libbpf.h>
 #include <errno.h>

@@ -1,9 +1,9 @@
 #!/bin/sh
-# PID 1 of a kernel matrix VM (tests/kernels/matrix.sh packs it as /init).
+# PID 1 of a kernel matrix VM (tests/kernel-matrix/matrix.sh packs it as /init).
 # Mounts what egressd and its tests need, loads the modules the kernel has as
 # modules, runs probe.sh (egressd check and the hook probes) and the kernel
 # tests, and powers off. Everything goes to the serial console between
-# "@@matrix" markers, which tests/kernels/report.py reads on the host.
+# "@@matrix" markers, which tests/kernel-matrix/report.py reads on the host.
 export PATH=/usr/sbin:/usr/bin:/usr/libexec/egressd-matrix/bb
 export HOME=/root TMPDIR=/tmp LANG=C.UTF-8
 

@@ -241,9 +241,13 @@ def one_line(run, vm=True):
     check = "check ok" if run.check_ok() else f"check FAIL ({run.check_reason()})"
     parts = [check]
     if "tests" in run.rc or "tests" in run.sections:
-        ran, passed, failed, skipped, _ = run.tests()
+        ran, passed, failed, skipped, failures = run.tests()
         verdict = "ok" if run.tests_ok() else "FAIL"
-        parts.append(f"tests {verdict} ({passed}/{ran} passed, {failed} failed"
+        # The failing tests by name, so the ctest output of the matrix says which.
+        names = list(failures)
+        named = (": " + ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+                 if names else "")
+        parts.append(f"tests {verdict} ({passed}/{ran} passed, {failed} failed{named}"
                      + (f", {skipped} skipped" if skipped else "") + ")")
     hooks = [f"{kind}={ {'yes': 'yes', 'att': 'inactive'}.get(run.hook(p)[:3], 'no')}" for p, kind in HOOK_KINDS[:5]]
     parts.append("hooks " + " ".join(h.replace("tp_btf/", "").replace("LSM BPF", "lsm") for h in hooks))
@@ -291,9 +295,9 @@ def markdown(index_path, out_path):
                 else:
                     entries.append(fields)
     md = ["# Kernel matrix results", "",
-          f"Recorded by `tests/kernels/matrix.sh` on {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; "
+          f"Recorded by `tests/kernel-matrix/matrix.sh` on {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; "
           "do not edit by hand, run the matrix again "
-          "(`tests/kernels/matrix.sh --help`). Debian's kernels boot under qemu (TCG, no KVM); "
+          "(`tests/kernel-matrix/matrix.sh --help`). Debian's kernels boot under qemu (TCG, no KVM); "
           "the host row is the machine that ran the matrix, without the tests.", ""]
     if meta:
         md += [f"egressd: `{meta.get('egressd', '?')}`, built from {meta.get('source', '?')}. "

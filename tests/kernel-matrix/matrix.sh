@@ -3,7 +3,7 @@
 # KVM needed) and runs `egressd check`, hook probes and the data path kernel
 # tests inside each, with the results coming back over the serial console.
 #
-#   tests/kernels/matrix.sh [--kernels "5.10 6.1 6.12"] [--build DIR]
+#   tests/kernel-matrix/matrix.sh [--kernels "5.10 6.1 6.12"] [--build DIR]
 #                           [--filter GTEST_FILTER] [options]
 #
 #   --kernels LIST   kernels to boot, each the newest package of its kind:
@@ -40,7 +40,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-HERE=$ROOT/tests/kernels
+HERE=$ROOT/tests/kernel-matrix
 KERNELS="5.10 6.1 6.12"
 BUILD=$ROOT/build
 # The data path suites, less the one test that times a process to under 1 ms:
