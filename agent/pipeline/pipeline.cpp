@@ -41,7 +41,7 @@ FeatureReport checked_features(const std::string& proc_root) {
 
 }  // namespace
 
-Pipeline::Pipeline(PipelineOptions opts, EventSink& sink)
+Pipeline::Pipeline(PipelineOptions opts)
     : opts_(std::move(opts)),
       features_(checked_features(opts_.proc_root)),
       host_(HostInfo::current(EGRESSD_VERSION)),
@@ -49,6 +49,9 @@ Pipeline::Pipeline(PipelineOptions opts, EventSink& sink)
       counters_(opts_.series),
       procs_(opts_.proc_root, host_.boot_id.substr(0, 8), &tools_, &redactor_) {
   for (const auto& p : opts_.redact_patterns) redactor_.add_pattern(p);
+}
+
+void Pipeline::load(EventSink& sink) {
   flows_ = std::make_unique<FlowTable>(
       FlowTableDeps{procs_, counters_, sink, host_, clock_, &tools_, opts_.destination_label});
   opts_.load.cgroup_path = features_.cgroup2_path;

@@ -1,8 +1,9 @@
 // The data path that both front ends drive, `egressd run` (run/agent.h) and
 // `egressd trace` (trace/trace.h): the loaded programs, the ring buffer and
-// the tables between them. A front end builds one, attaches it, calls step()
-// until it stops, then finish(); it adds only what is its own (metrics and
-// the event log for run; the selection, live view and report for trace).
+// the tables between them. A front end builds one, loads and attaches it,
+// calls step() until it stops, then finish(); it adds only what is its own
+// (metrics and the event log for run; the selection, live view and report
+// for trace).
 //
 //   kernel (BpfPrograms) --ring buffer--> decode --> ProcessTable, FlowTable
 //                        --maps, polled--> FlowTable --> EventSink, EgressCounters
@@ -54,11 +55,10 @@ struct PipelineStats {
 
 class Pipeline {
  public:
-  // Checks the kernel's features, builds the tables and loads the programs
-  // (nothing is attached yet). Events go to sink. Throws UnusableHere (or
-  // LoaderError) when this kernel cannot run egressd, std::runtime_error for
-  // anything else.
-  Pipeline(PipelineOptions opts, EventSink& sink);
+  // Checks the kernel's features and builds the process table. Throws
+  // UnusableHere when this kernel or these privileges cannot run egressd,
+  // before anything else is opened (an event log, a port).
+  explicit Pipeline(PipelineOptions opts);
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
@@ -67,6 +67,12 @@ class Pipeline {
   // process table (oldest first, so parents are known and tagged before their
   // children) and opens the ring buffer. Returns those processes' records.
   std::vector<ExecRecord> attach();
+
+  // Builds the flow table, whose events go to sink, and loads the programs
+  // (nothing is attached yet). Throws LoaderError (an UnusableHere) when what
+  // the kernel takes cannot run, std::runtime_error for anything else. Before
+  // attach(); flows() and bpf() are valid from here on.
+  void load(EventSink& sink);
 
   // Called on the loop's thread after each kernel event has been applied to
   // the tables (a tracer decides there whom to follow).

@@ -116,8 +116,9 @@ Agent::~Agent() = default;
 
 void Agent::start() {
   State& s = *s_;
+  s.pipeline = std::make_unique<Pipeline>(pipeline_options(s.cfg));  // a kernel that cannot: exit 1 first
   s.log = EventLog::open(s.cfg.log);
-  s.pipeline = std::make_unique<Pipeline>(pipeline_options(s.cfg), *s.log);
+  s.pipeline->load(*s.log);
   // Listen before attaching: a port in use fails fast, with nothing attached.
   auto collector = std::make_shared<AgentCollector>(
       s.pipeline->counters(), [&s] { return s.health(); }, EGRESSD_VERSION);

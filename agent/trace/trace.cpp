@@ -135,7 +135,8 @@ int run_trace(const TraceOptions& o, const std::atomic<bool>& stop) {
   opts.update_interval_ms = 10'000;
   const bool color = !o.json && use_color(o.color);
   TraceSink sink(filter, selector.follows_all(), o.json, color);
-  Pipeline pipeline(std::move(opts), sink);
+  Pipeline pipeline(std::move(opts));
+  pipeline.load(sink);
   const LoadOptions& load = pipeline.options().load;
   BpfPrograms& bpf = pipeline.bpf();
   ProcessTable& procs = pipeline.procs();

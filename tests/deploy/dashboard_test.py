@@ -25,7 +25,7 @@ import tempfile
 
 ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", ".."))
 DASHBOARD = os.path.join(ROOT, "deploy", "grafana", "egressd-dashboard.json")
-CATALOG = os.path.join(ROOT, "agent", "metric_catalog.h")
+CATALOG = os.path.join(ROOT, "agent", "output", "metric_catalog.h")
 EXTRA_METRICS = {"egressd_unexpected_flows_total", "up"}
 DS_REFS = {"${datasource}", "$datasource"}
 

@@ -32,7 +32,7 @@ mkdir -p "$artifacts"
 
 for parser in dns tls http; do
   clang++-14 -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-    -I"$root/agent" "$root/tests/fuzz/${parser}_fuzz.cpp" "$root/agent/${parser}_parser.cpp" \
+    -I"$root/agent/protocols" "$root/tests/fuzz/${parser}_fuzz.cpp" "$root/agent/protocols/${parser}_parser.cpp" \
     -o "$work/${parser}_fuzz"
 done
 

@@ -19,7 +19,8 @@ using namespace std::chrono_literals;
 TEST(Pipeline, StepsCarryExactBytesToTheSinkAndEveryEventToTheHook) {
   EGRESSD_REQUIRE_KERNEL();
   MemorySink sink;
-  Pipeline pipeline(PipelineOptions{}, sink);
+  Pipeline pipeline(PipelineOptions{});
+  pipeline.load(sink);
   std::vector<int> connecting_pids;
   pipeline.set_event_hook([&](const Event& ev) {
     if (const auto* c = std::get_if<connect_event>(&ev)) connecting_pids.push_back(static_cast<int>(c->proc.tgid));
@@ -51,7 +52,8 @@ TEST(Pipeline, StepsCarryExactBytesToTheSinkAndEveryEventToTheHook) {
 TEST(Pipeline, FinishReportsOpenFlowsWithTheirCountSoFar) {
   EGRESSD_REQUIRE_KERNEL();
   MemorySink sink;
-  Pipeline pipeline(PipelineOptions{}, sink);
+  Pipeline pipeline(PipelineOptions{});
+  pipeline.load(sink);
   pipeline.attach();
   TcpSink tcp;
   const int port = tcp.port();

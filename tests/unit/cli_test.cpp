@@ -91,6 +91,14 @@ TEST(Cli, WithoutPrivilegesSaysSoInOneLine) {
   EXPECT_EQ(r.out, "egressd: privileges: needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (run with sudo)\n");
 }
 
+TEST(Cli, TheKernelIsCheckedBeforeTheLogIsOpened) {
+  // A packaged config names a log directory only the package creates: without
+  // privileges the answer is still the privileges (1), not the log (3).
+  CliRun r = run_unprivileged("run --metrics-addr 127.0.0.1:0 --log-file /nonexistent-dir/events.json");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_EQ(r.out, "egressd: privileges: needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (run with sudo)\n");
+}
+
 TEST(Cli, TraceWithoutPrivilegesSaysWhatRunSays) {
   CliRun r = run_unprivileged("trace --duration 1");
   EXPECT_EQ(r.code, 1);
