@@ -3,12 +3,15 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
+#include <vector>
 
 #include "log.h"
 
@@ -52,6 +55,7 @@ EventLog::~EventLog() {
 void EventLog::write(const nlohmann::json& event) {
   std::string line = event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   line += '\n';
+  bool wake = false;
   {
     std::lock_guard lock(mu_);
     if (queue_.size() >= opts_.queue_lines) {
@@ -62,15 +66,20 @@ void EventLog::write(const nlohmann::json& event) {
     }
     queue_.push_back(std::move(line));
     ++enqueued_;
+    // The writer waits for a first line, then gathers: wake it for the first
+    // and for a full batch only.
+    wake = queue_.size() == 1 || queue_.size() == gather_lines();
   }
-  wake_.notify_one();
+  if (wake) wake_.notify_one();
 }
 
 void EventLog::flush() {
   std::unique_lock lock(mu_);
   const uint64_t target = enqueued_;
+  ++flushing_;
   wake_.notify_one();
   drained_.wait(lock, [&] { return done_ >= target; });
+  --flushing_;
 }
 
 void EventLog::run() {
@@ -80,6 +89,9 @@ void EventLog::run() {
       std::unique_lock lock(mu_);
       wake_.wait(lock, [&] { return stop_ || !queue_.empty(); });
       if (queue_.empty() && stop_) return;
+      // Let a burst gather (a few ms at most): one wakeup and one writev for
+      // many lines, not a thread switch and a write per line.
+      wake_.wait_for(lock, opts_.gather, [&] { return stop_ || flushing_ > 0 || queue_.size() >= gather_lines(); });
       batch.swap(queue_);
     }
     const uint64_t n = batch.size();
@@ -108,44 +120,106 @@ bool EventLog::rotate() {
   return true;
 }
 
+bool EventLog::rotation_due(uint64_t pending, size_t next) const {
+  return opts_.path != "-" && opts_.max_files > 0 && size_ + pending > 0 &&
+         size_ + pending + next > opts_.max_bytes;
+}
+
+void EventLog::note_written(size_t bytes) {
+  size_ += bytes;
+  ++lines_;
+  const auto now = std::chrono::steady_clock::now();
+  if (disk_ == DiskState::failing) {
+    disk_ = DiskState::settling;
+    settling_since_ = now;
+  }
+  if (disk_ == DiskState::settling && now - settling_since_ >= opts_.settle) {
+    disk_ = DiskState::ok;
+    log_info("event log writes succeed again ({} lines lost)", failures_ - failures_reported_);
+  }
+}
+
+void EventLog::note_failed(int err) {
+  ++failures_;
+  if (disk_ == DiskState::ok) {
+    failures_reported_ = failures_ - 1;
+    log_error("event log {}: {}; lines are counted in egressd_log_write_failures_total until writes succeed again",
+              opts_.path == "-" ? "stdout" : opts_.path, strerror(err));
+  }
+  disk_ = DiskState::failing;
+}
+
+void EventLog::write_line(const std::string& line) {
+  size_t off = 0;
+  int err = 0;
+  while (off < line.size()) {
+    ssize_t n = ::write(fd_, line.data() + off, line.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err = n < 0 ? errno : EIO;
+      break;
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (!err) return note_written(line.size());
+  note_failed(err);
+  // A partial line would corrupt the next one: truncate back to it.
+  if (off > 0 && opts_.path != "-") (void)!ftruncate(fd_, static_cast<off_t>(size_));
+}
+
+// The lines of a batch go to the disk in as few writev() calls as the kernel
+// takes (one per IOV_MAX lines, or per rotation), not one write() per line.
+// When a chunk fails, the lines it wrote whole count, a partial one is
+// truncated away, and the rest are tried one by one, so each line that did
+// not reach the disk is counted once.
 void EventLog::write_batch(std::deque<std::string>& batch) {
-  for (const std::string& line : batch) {
-    if (opts_.path != "-" && size_ > 0 && size_ + line.size() > opts_.max_bytes && opts_.max_files > 0)
-      rotate();
-    size_t off = 0;
+  constexpr size_t kMaxIov = 1024;  // IOV_MAX on Linux
+  std::vector<iovec> iov;
+  iov.reserve(std::min(batch.size(), kMaxIov));
+  size_t i = 0;
+  while (i < batch.size()) {
+    if (rotation_due(0, batch[i].size())) rotate();
+    iov.clear();
+    uint64_t chunk = 0;
+    size_t end = i;
+    while (end < batch.size() && iov.size() < kMaxIov && (end == i || !rotation_due(chunk, batch[end].size()))) {
+      iov.push_back({const_cast<char*>(batch[end].data()), batch[end].size()});
+      chunk += batch[end].size();
+      ++end;
+    }
+    uint64_t written = 0;
     int err = 0;
-    while (off < line.size()) {
-      ssize_t n = ::write(fd_, line.data() + off, line.size() - off);
+    size_t first = 0;  // the iovec the next writev starts at
+    while (written < chunk) {
+      ssize_t n = ::writev(fd_, iov.data() + first, static_cast<int>(iov.size() - first));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         err = n < 0 ? errno : EIO;
         break;
       }
-      off += static_cast<size_t>(n);
-    }
-    if (err) {
-      ++failures_;
-      if (disk_ == DiskState::ok) {
-        failures_reported_ = failures_ - 1;
-        log_error("event log {}: {}; lines are counted in egressd_log_write_failures_total until writes succeed again",
-                  opts_.path == "-" ? "stdout" : opts_.path, strerror(err));
+      written += static_cast<uint64_t>(n);
+      // Step past what was written: whole iovecs, then into a partial one.
+      size_t left = static_cast<size_t>(n);
+      while (left && left >= iov[first].iov_len) left -= iov[first++].iov_len;
+      if (left) {
+        iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
+        iov[first].iov_len -= left;
       }
-      disk_ = DiskState::failing;
-      // A partial line would corrupt the next one: truncate back to it.
-      if (off > 0 && opts_.path != "-") (void)!ftruncate(fd_, static_cast<off_t>(size_));
+    }
+    if (!err) {
+      for (size_t k = i; k < end; ++k) note_written(batch[k].size());
+      i = end;
       continue;
     }
-    const auto now = std::chrono::steady_clock::now();
-    if (disk_ == DiskState::failing) {
-      disk_ = DiskState::settling;
-      settling_since_ = now;
-    }
-    if (disk_ == DiskState::settling && now - settling_since_ >= opts_.settle) {
-      disk_ = DiskState::ok;
-      log_info("event log writes succeed again ({} lines lost)", failures_ - failures_reported_);
-    }
-    size_ += line.size();
-    ++lines_;
+    // The lines written whole stay; a partial one is cut; the rest, one by one.
+    size_t k = i;
+    uint64_t whole = 0;
+    while (k < end && whole + batch[k].size() <= written) whole += batch[k++].size();
+    for (size_t m = i; m < k; ++m) note_written(batch[m].size());
+    if (written > whole && opts_.path != "-") (void)!ftruncate(fd_, static_cast<off_t>(size_));
+    note_failed(err);
+    for (size_t m = k + 1; m < end; ++m) write_line(batch[m]);
+    i = end;
   }
 }
 

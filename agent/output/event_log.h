@@ -5,6 +5,7 @@
 // failing disk is reported once on stderr until it recovers.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -30,6 +31,9 @@ struct LogOptions {
   // recovery is reported only once writes have gone this long without failing,
   // so a flapping disk costs one stderr line, not one per flap.
   std::chrono::milliseconds settle{10000};
+  // How long the writer lets lines gather before writing them (a flush, a
+  // stop or a full batch writes at once).
+  std::chrono::milliseconds gather{5};
 };
 
 class EventLog : public EventSink {
@@ -58,6 +62,11 @@ class EventLog : public EventSink {
   EventLog(LogOptions opts, int fd);
   void run();
   void write_batch(std::deque<std::string>& batch);
+  void write_line(const std::string& line);
+  // Whether the next line (after pending bytes not yet written) rotates first.
+  bool rotation_due(uint64_t pending, size_t next) const;
+  void note_written(size_t bytes);
+  void note_failed(int err);
   bool rotate();
 
   LogOptions opts_;
@@ -68,6 +77,9 @@ class EventLog : public EventSink {
   std::deque<std::string> queue_;
   uint64_t enqueued_ = 0, done_ = 0;
   bool stop_ = false;
+  unsigned flushing_ = 0;  // callers waiting in flush()
+  static constexpr size_t kGatherLines = 1024;
+  size_t gather_lines() const { return std::min(kGatherLines, std::max<size_t>(opts_.queue_lines / 2, 1)); }
   // ok -> failing (reported) -> settling (writes succeed again) -> ok (reported
   // once settle has passed without a failure); a failure while settling goes
   // back to failing silently.

@@ -117,7 +117,7 @@ nlohmann::json FlowTable::base(const char* action, std::vector<std::string> type
                                uint64_t ts_boot_ns, const Process& p) const {
   nlohmann::json j = ecs_event(d_.host, action, "event", {"network"}, std::move(type),
                                d_.clock.to_wall_ns(ts_boot_ns));
-  j["process"] = ecs_process(p, d_.clock);
+  j["process"] = p.ecs.get([&] { return ecs_process(p, d_.clock); });
   j["user"]["id"] = std::to_string(p.uid);
   if (p.tool.empty())
     j["egressd"]["tool"] = nullptr;

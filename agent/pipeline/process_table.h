@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "event_decoder.h"
 
 namespace egressd {
@@ -20,6 +22,28 @@ struct ProcKey {
   uint32_t tgid = 0;
   uint64_t start_ns = 0;
   auto operator<=>(const ProcKey&) const = default;
+};
+
+// A value built once per process snapshot and reused by every event of it.
+// A copy starts empty: a snapshot made from another (at exec) builds its own.
+template <typename T>
+class PerSnapshot {
+ public:
+  PerSnapshot() = default;
+  PerSnapshot(const PerSnapshot&) {}
+  PerSnapshot& operator=(const PerSnapshot&) {
+    value_.reset();
+    return *this;
+  }
+  // Read and filled on the event loop's thread only.
+  template <typename Make>
+  const T& get(Make make) const {
+    if (!value_) value_ = std::make_shared<const T>(make());
+    return *value_;
+  }
+
+ private:
+  mutable std::shared_ptr<const T> value_;
 };
 
 struct Process {
@@ -41,6 +65,8 @@ struct Process {
   uint32_t tool_id = 0;  // ToolMatcher id; 0: not a tool
   std::string tool;      // its name, "" when none
   bool tool_own = false; // matched itself, rather than inherited from a parent
+  // The ECS "process" object of its events (pipeline/ecs.h ecs_process).
+  PerSnapshot<nlohmann::json> ecs;
 };
 
 class ToolMatcher;

@@ -143,6 +143,26 @@ TEST_F(EventLogTest, FlappingDiskIsReportedOnceNotPerFlap) {
                      ": File too large; lines are counted in egressd_log_write_failures_total until writes succeed again\n");
 }
 
+TEST_F(EventLogTest, ABatchThatFillsTheDiskKeepsEveryWholeLineAndCountsTheRest) {
+  LogOptions o;
+  o.path = dir_ + "/events.json";
+  o.max_files = 0;
+  const std::string line = nlohmann::json({{"pad", std::string(29, 'p')}}).dump() + "\n";  // 40 bytes
+  ASSERT_EQ(line.size(), 40u);
+  testing::internal::CaptureStderr();
+  {
+    NearlyFullDisk disk(1010);  // 25 lines fit, the 26th is cut at 10 bytes
+    auto log = EventLog::open(o);
+    for (int i = 0; i < 60; ++i) log->write({{"pad", std::string(29, 'p')}});
+    log->flush();
+    EXPECT_EQ(log->lines(), 25u);
+    EXPECT_EQ(log->write_failures(), 35u);
+  }
+  (void)testing::internal::GetCapturedStderr();
+  EXPECT_EQ(count_lines(o.path), 25u);  // whole JSON lines only: the cut one was truncated away
+  EXPECT_EQ(fs::file_size(o.path), 1000u);
+}
+
 TEST_F(EventLogTest, RecoveryIsReportedOnceWritesHaveSettled) {
   LogOptions o;
   o.path = dir_ + "/events.json";
