@@ -1,6 +1,7 @@
 // The hook plan: what this kernel offers (from BTF), and which program does
 // each job, best first, given what the verifier and the kernel refused.
-// Pure logic over KernelFeatures, so every kernel's plan is unit-tested here.
+// probe_kernel_features reads this kernel's BTF once; choose_plan is pure
+// logic over what it found, so every kernel's plan is unit-tested here.
 #pragma once
 
 #include <map>

@@ -169,9 +169,10 @@ void EventLog::write_line(const std::string& line) {
 
 // The lines of a batch go to the disk in as few writev() calls as the kernel
 // takes (one per IOV_MAX lines, or per rotation), not one write() per line.
-// When a chunk fails, the lines it wrote whole count, a partial one is
-// truncated away, and the rest are tried one by one, so each line that did
-// not reach the disk is counted once.
+// When a chunk fails, the lines it wrote whole count, the line it failed on
+// (cut back if partly written) counts as one failure, and the lines after it
+// are tried one by one, so each line that did not reach the disk is counted
+// once.
 void EventLog::write_batch(std::deque<std::string>& batch) {
   constexpr size_t kMaxIov = 1024;  // IOV_MAX on Linux
   std::vector<iovec> iov;

@@ -109,8 +109,7 @@ int run_trace(const TraceOptions& o, const std::atomic<bool>& stop) {
   // Everything the user typed is checked before anything is loaded.
   Config cfg;
   if (!o.config_path.empty()) load_config_file(o.config_path, cfg);
-  const ToolMatcher catalog(merge_tools(builtin_tools(), cfg.tools));
-  ProcessSelector selector(o, catalog.tools());
+  ProcessSelector selector(o, merge_tools(builtin_tools(), cfg.tools));
   DestinationFilter filter(o.destinations, o.ports);
   if (o.color != "auto" && o.color != "always" && o.color != "never")
     throw UsageError(fmt::format("--color {}: use auto, always or never", o.color));

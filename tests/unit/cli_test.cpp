@@ -131,7 +131,10 @@ TEST(Cli, TraceFlagsTakeOneValueEach) {
 }
 
 TEST(Cli, ExitCodeFollowsTheKindOfErrorNotItsWording) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root: the refusal list is read at load";
+  if (geteuid() != 0) {
+    if (bpf_required()) FAIL() << "EGRESSD_REQUIRE_BPF=1: needs root (the refusal list is read at load)";
+    GTEST_SKIP() << "needs root: the refusal list is read at load";
+  }
   // A bad test-switch value is bad input (2), found once the kernel side loads.
   CliRun r = run_egressd("run --metrics-addr 127.0.0.1:0 --log-file /dev/null", "EGRESSD_REFUSE_PROGRAMS=no_such_prog ");
   EXPECT_EQ(r.code, 2) << r.out;

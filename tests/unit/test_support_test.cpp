@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "harness.h"
 #include "subprocess.h"
 #include "temp_dir.h"
 
@@ -99,7 +100,10 @@ TEST(TempDir, RemovesTheTree) {
 }
 
 TEST(TmpfsDir, MountsASizedTmpfsAndUnmountsIt) {
-  if (geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
+  if (geteuid() != 0) {
+    if (bpf_required()) FAIL() << "EGRESSD_REQUIRE_BPF=1: mounting a tmpfs needs root";
+    GTEST_SKIP() << "mounting a tmpfs needs root";
+  }
   std::string path;
   {
     TmpfsDir dir("egressd-tmpfs-test", "16k");
