@@ -52,8 +52,8 @@ EventLog::~EventLog() {
   if (opts_.path != "-") ::close(fd_);
 }
 
-void EventLog::write(const nlohmann::json& event) {
-  std::string line = event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+void EventLog::write(LogEvent event) {
+  std::string line = std::move(event).take_line();
   line += '\n';
   bool wake = false;
   {

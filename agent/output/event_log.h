@@ -49,7 +49,7 @@ class EventLog : public EventSink {
   EventLog(const EventLog&) = delete;
   EventLog& operator=(const EventLog&) = delete;
 
-  void write(const nlohmann::json& event) override;
+  void write(LogEvent event) override;
   // Returns once every line handed over so far has been written (or failed).
   void flush();
 

@@ -6,6 +6,7 @@
 #include <ctime>
 #include <fstream>
 
+#include "json_writer.h"
 #include "text.h"
 
 namespace egressd {
@@ -35,12 +36,20 @@ Clock::Clock() : offset_ns_(clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_BOOTTIME))
 uint64_t Clock::boot_now_ns() const { return clock_ns(CLOCK_BOOTTIME); }
 
 std::string iso8601(uint64_t wall_ns) {
-  time_t secs = static_cast<time_t>(wall_ns / 1'000'000'000ULL);
-  tm utc{};
-  gmtime_r(&secs, &utc);
-  char buf[32];
-  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &utc);
-  return fmt::format("{}.{:06d}Z", buf, (wall_ns % 1'000'000'000ULL) / 1000);
+  // Events come in bursts within one second: its date and time are formatted
+  // once, not for every event.
+  thread_local time_t cached_secs = -1;
+  thread_local char cached[32];
+  const time_t secs = static_cast<time_t>(wall_ns / 1'000'000'000ULL);
+  if (secs != cached_secs) {
+    tm utc{};
+    gmtime_r(&secs, &utc);
+    strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &utc);
+    cached_secs = secs;
+  }
+  char text[40];
+  const auto end = fmt::format_to_n(text, sizeof(text), "{}.{:06d}Z", cached, (wall_ns % 1'000'000'000ULL) / 1000);
+  return std::string(text, end.out);
 }
 
 nlohmann::json ecs_event(const HostInfo& host, std::string_view action, std::string_view kind,
@@ -61,30 +70,39 @@ nlohmann::json ecs_event(const HostInfo& host, std::string_view action, std::str
   return j;
 }
 
-nlohmann::json ecs_process(const Process& p, const Clock& clock) {
-  nlohmann::json j;
-  j["pid"] = p.key.tgid;
-  j["entity_id"] = p.entity_id;
-  j["start"] = iso8601(clock.to_wall_ns(p.key.start_ns));
-  if (!p.exe.empty()) {
-    j["executable"] = p.exe;
-    j["name"] = basename_of(p.exe);
-  } else if (!p.comm.empty()) {
-    j["name"] = p.comm;
-  }
+EcsConstants EcsConstants::of(const HostInfo& host) {
+  EcsConstants c;
+  JsonWriter(c.agent).open("agent").str("type", "egressd").str("version", host.agent_version).close();
+  JsonWriter(c.ecs).open("ecs").str("version", "8.11.0").close();
+  JsonWriter(c.host).open("host").open("boot").str("id", host.boot_id).close().str("name", host.hostname).close();
+  return c;
+}
+
+EcsProcessText ecs_process(const Process& p, const Clock& clock) {
+  EcsProcessText t;
+  JsonWriter w(t.head);
   if (!p.redacted_argv.empty()) {
-    j["command_line"] = p.command_line;
-    j["args"] = p.redacted_argv;
-    j["args_count"] = p.redacted_argv.size();
+    w.strings("args", p.redacted_argv);
+    w.num("args_count", p.redacted_argv.size());
+    w.str("command_line", p.command_line);
   }
+  w.str("entity_id", p.entity_id);
+  if (!p.exe.empty()) w.str("executable", p.exe);
+  if (!p.exe.empty())
+    w.str("name", basename_of(p.exe));
+  else if (!p.comm.empty())
+    w.str("name", p.comm);
   if (p.parent.tgid) {
-    j["parent"]["pid"] = p.parent.tgid;
+    w.open("parent");
     if (p.parent.start_ns)
-      j["parent"]["entity_id"] = fmt::format("{}-{}-{}", p.entity_id.substr(0, p.entity_id.find('-')),
-                                             p.parent.tgid, p.parent.start_ns);
+      w.str("entity_id", fmt::format("{}-{}-{}", p.entity_id.substr(0, p.entity_id.find('-')), p.parent.tgid,
+                                     p.parent.start_ns));
+    w.num("pid", p.parent.tgid).close();
   }
-  if (!p.comm.empty()) j["title"] = p.comm;
-  return j;
+  w.num("pid", p.key.tgid);
+  w.str("start", iso8601(clock.to_wall_ns(p.key.start_ns)));
+  if (!p.comm.empty()) JsonWriter(t.tail).str("title", p.comm);
+  return t;
 }
 
 }  // namespace egressd

@@ -20,6 +20,14 @@ struct HostInfo {
   static HostInfo current(const std::string& version);
 };
 
+// The members every event has that never change in a run, serialized once:
+// "agent":{...}, "ecs":{...} and "host":{...} (events write their members in
+// key order, as nlohmann::json does, so each is its own piece).
+struct EcsConstants {
+  std::string agent, ecs, host;
+  static EcsConstants of(const HostInfo& host);
+};
+
 // Kernel timestamps are CLOCK_BOOTTIME; the log wants wall-clock time.
 class Clock {
  public:
@@ -38,6 +46,9 @@ nlohmann::json ecs_event(const HostInfo& host, std::string_view action, std::str
                          std::vector<std::string> category, std::vector<std::string> type,
                          uint64_t wall_ns);
 
-nlohmann::json ecs_process(const Process& p, const Clock& clock);
+// The ECS "process" object's members, serialized: those that sort before
+// "thread" and those after it, so an event that names the thread
+// (connection-attempted) puts it in between.
+EcsProcessText ecs_process(const Process& p, const Clock& clock);
 
 }  // namespace egressd

@@ -9,6 +9,7 @@
 
 #include "dns_parser.h"
 #include "http_parser.h"
+#include "json_writer.h"
 #include "net_addr.h"
 #include "tls_parser.h"
 
@@ -65,8 +66,8 @@ FlowTable::Flow FlowTable::make_flow(std::shared_ptr<const Process> proc, const 
   f.cookie = cookie;
   f.start_ns = start_ns;
   f.logged_ns = start_ns;
-  const std::string addr = format_addr(dst);
-  f.id = fmt::format("{}-{}-{}", cookie, f.proc->key.tgid, addr.empty() ? "0" : addr);
+  f.addr = format_addr(dst);
+  f.id = fmt::format("{}-{}-{}", cookie, f.proc->key.tgid, f.addr.empty() ? "0" : f.addr);
   if (dst.port) f.id += fmt::format("-{}", dst.port);
   if (std::string name = dns_.lookup(f.proc->key, dst, d_.clock.boot_now_ns()); !name.empty())
     set_name(f, name, NameSource::kDns);
@@ -82,8 +83,7 @@ void FlowTable::set_name(Flow& f, const std::string& name, NameSource source) {
 void FlowTable::settle_name(Flow& f) {
   if (f.named) return;
   f.named = true;
-  const std::string addr = format_addr(f.dst);
-  std::string dest = addr.empty() ? "unknown" : addr;
+  std::string dest = f.addr.empty() ? "unknown" : f.addr;
   if (!f.name.empty() && d_.destination_label != DestinationLabel::kAddress)
     dest = d_.destination_label == DestinationLabel::kRegisteredDomain ? registrable_domain(f.name) : f.name;
   const uint64_t now = d_.clock.boot_now_ns();
@@ -113,71 +113,136 @@ void FlowTable::apply(Flow& f, uint64_t bytes, uint64_t sends, uint64_t wire_byt
   if (db || ds || dwb || dwp) d_.counters.add_sent(f.series, db, ds, dwb, dwp, d_.clock.boot_now_ns());
 }
 
-nlohmann::json FlowTable::base(const char* action, std::vector<std::string> type,
-                               uint64_t ts_boot_ns, const Process& p) const {
-  nlohmann::json j = ecs_event(d_.host, action, "event", {"network"}, std::move(type),
-                               d_.clock.to_wall_ns(ts_boot_ns));
-  j["process"] = p.ecs.get([&] { return ecs_process(p, d_.clock); });
-  j["user"]["id"] = std::to_string(p.uid);
-  if (p.tool.empty())
-    j["egressd"]["tool"] = nullptr;
-  else
-    j["egressd"]["tool"] = p.tool;
-  if (p.cgroup_id) j["egressd"]["cgroup"]["id"] = p.cgroup_id;
-  return j;
+// Each event is written member by member in key order (base/json_writer.h):
+// the top-level members are "@timestamp", "agent", "destination", "dns",
+// "ecs", "egressd", "error", "event", "host", "network", "process", "source",
+// "tls", "user".
+void FlowTable::head(JsonWriter& w, uint64_t ts_boot_ns) const {
+  w.open().str("@timestamp", iso8601(d_.clock.to_wall_ns(ts_boot_ns))).members(ecs_.agent);
 }
 
-void FlowTable::destination_fields(nlohmann::json& j, const Flow& f) const {
-  const std::string addr = format_addr(f.dst);
-  if (!addr.empty()) {
-    j["destination"]["ip"] = addr;
-    j["destination"]["address"] = f.name.empty() ? addr : f.name;
+void FlowTable::destination_object(JsonWriter& w, const Flow& f) const {
+  const std::string& addr = f.addr;
+  if (addr.empty() && !f.dst.port && f.name.empty()) return;
+  w.open("destination");
+  if (!addr.empty()) w.str("address", f.name.empty() ? addr : f.name);
+  if (!f.name.empty()) w.str("domain", f.name);
+  if (!addr.empty()) w.str("ip", addr);
+  if (f.dst.port) w.num("port", f.dst.port);
+  if (!f.name.empty()) w.str("registered_domain", registrable_domain(f.name));
+  w.close();
+}
+
+// "egressd": what sorts before "flow", then the flow's own members are the
+// caller's, then what sorts after.
+void FlowTable::egressd_head(JsonWriter& w, const Flow& f, const Process& p,
+                             const char* connection_result) const {
+  w.members(ecs_.ecs).open("egressd");
+  if (p.cgroup_id) w.open("cgroup").num("id", p.cgroup_id).close();
+  if (connection_result) w.open("connection").str("result", connection_result).close();
+  if (f.expected || !f.name.empty()) {
+    w.open("destination");
+    if (f.expected) w.boolean("expected", *f.expected);
+    if (!f.name.empty()) w.str("name_source", source_name(static_cast<int>(f.source)));
+    w.close();
   }
-  if (f.dst.port) j["destination"]["port"] = f.dst.port;
-  if (!f.name.empty()) {
-    j["destination"]["domain"] = f.name;
-    j["destination"]["registered_domain"] = registrable_domain(f.name);
-    j["egressd"]["destination"]["name_source"] = source_name(static_cast<int>(f.source));
-  }
-  if (!f.sni.empty()) j["tls"]["client"]["server_name"] = f.sni;
-  if (!f.proxy_target.empty()) j["egressd"]["proxy"]["target"] = f.proxy_target;
-  if (f.expected) j["egressd"]["destination"]["expected"] = *f.expected;
-  j["network"]["transport"] = transport_name(f.family, f.type, f.protocol);
-  if (std::string ntype = network_type(f.dst); !ntype.empty()) j["network"]["type"] = ntype;
-  j["network"]["direction"] = "egress";
-  if (is_dns_flow(f.dst, f.protocol)) j["network"]["protocol"] = "dns";
+}
+
+void FlowTable::egressd_tail(JsonWriter& w, const Flow& f, const Process& p) const {
+  if (!f.proxy_target.empty()) w.open("proxy").str("target", f.proxy_target).close();
+  tool_member(w, p);
+  w.close();
+}
+
+void FlowTable::tool_member(JsonWriter& w, const Process& p) const {
+  if (p.tool.empty())
+    w.null("tool");
+  else
+    w.str("tool", p.tool);
+}
+
+void FlowTable::network_object(JsonWriter& w, const Flow& f) const {
+  w.open("network").str("direction", "egress");
+  if (is_dns_flow(f.dst, f.protocol)) w.str("protocol", "dns");
+  w.str("transport", transport_name(f.family, f.type, f.protocol));
+  if (std::string ntype = network_type(f.dst); !ntype.empty()) w.str("type", ntype);
+  w.close();
+}
+
+// "host", "network", "process" (with the thread when tid is set), "source".
+void FlowTable::process_object(JsonWriter& w, const Process& p, uint32_t tid) const {
+  const EcsProcessText& text = p.ecs.get([&] { return ecs_process(p, d_.clock); });
+  w.open("process").members(text.head);
+  if (tid) w.open("thread").num("id", tid).close();
+  w.members(text.tail).close();
+}
+
+void FlowTable::tail(JsonWriter& w, const Process& p) const {
+  w.open("user").str("id", std::to_string(p.uid)).close().close();
 }
 
 void FlowTable::log_flow(const Flow& f, const char* action, const char* type, uint64_t ts_boot_ns,
                          const char* reason) {
-  nlohmann::json j = base(action, {"connection", type}, ts_boot_ns, *f.proc);
-  j["event"]["start"] = iso8601(d_.clock.to_wall_ns(f.start_ns));
-  j["event"]["duration"] = ts_boot_ns > f.start_ns ? ts_boot_ns - f.start_ns : 0;
-  if (reason) j["event"]["reason"] = reason;
-  destination_fields(j, f);
-  j["source"]["bytes"] = f.bytes;
-  j["egressd"]["flow"]["id"] = f.id;
-  j["egressd"]["flow"]["sends"] = f.sends;
-  j["egressd"]["flow"]["wire_bytes"] = f.wire_bytes;
-  j["egressd"]["flow"]["wire_packets"] = f.wire_packets;
-  j["egressd"]["flow"]["socket_cookie"] = f.cookie;
-  d_.log.write(j);
+  std::string line;
+  line.reserve(1024);
+  JsonWriter w(line);
+  head(w, ts_boot_ns);
+  destination_object(w, f);
+  egressd_head(w, f, *f.proc, nullptr);
+  w.open("flow")
+      .str("id", f.id)
+      .num("sends", f.sends)
+      .num("socket_cookie", f.cookie)
+      .num("wire_bytes", f.wire_bytes)
+      .num("wire_packets", f.wire_packets)
+      .close();
+  egressd_tail(w, f, *f.proc);
+  w.open("event")
+      .str("action", action)
+      .strings("category", {"network"})
+      .num("duration", ts_boot_ns > f.start_ns ? ts_boot_ns - f.start_ns : 0)
+      .str("kind", "event")
+      .str("module", "egressd");
+  if (reason) w.str("reason", reason);
+  w.str("start", iso8601(d_.clock.to_wall_ns(f.start_ns))).strings("type", {"connection", type}).close();
+  w.members(ecs_.host);
+  network_object(w, f);
+  process_object(w, *f.proc, 0);
+  w.open("source").num("bytes", f.bytes).close();
+  if (!f.sni.empty()) w.open("tls").open("client").str("server_name", f.sni).close().close();
+  tail(w, *f.proc);
+  d_.log.write(LogEvent(std::move(line)));
 }
 
 void FlowTable::log_connection(Flow& f) {
   const Attempt& a = *f.attempt;
   const connect_result_event& ev = *f.result;
   const size_t result = connect_result_index(ev.result);
-  nlohmann::json j = base("connection-attempted", {"connection", "start"}, a.ev.hdr.ts_boot_ns, *a.proc);
-  j["event"]["outcome"] = result == 0 ? "success" : "failure";
-  j["event"]["duration"] = ev.hdr.ts_boot_ns > a.ev.hdr.ts_boot_ns ? ev.hdr.ts_boot_ns - a.ev.hdr.ts_boot_ns : 0;
-  destination_fields(j, f);
-  j["process"]["thread"]["id"] = a.ev.tid;
-  j["egressd"]["connection"]["result"] = kConnectResults[result];
-  j["egressd"]["flow"]["id"] = f.id;
-  j["egressd"]["flow"]["socket_cookie"] = ev.cookie;
-  if (ev.error) j["error"]["code"] = errno_name(ev.error);
-  d_.log.write(j);
+  const Process& p = *a.proc;
+  std::string line;
+  line.reserve(1024);
+  JsonWriter w(line);
+  head(w, a.ev.hdr.ts_boot_ns);
+  destination_object(w, f);
+  egressd_head(w, f, p, kConnectResults[result]);
+  w.open("flow").str("id", f.id).num("socket_cookie", ev.cookie).close();
+  egressd_tail(w, f, p);
+  if (ev.error) w.open("error").str("code", errno_name(ev.error)).close();
+  w.open("event")
+      .str("action", "connection-attempted")
+      .strings("category", {"network"})
+      .num("duration", ev.hdr.ts_boot_ns > a.ev.hdr.ts_boot_ns ? ev.hdr.ts_boot_ns - a.ev.hdr.ts_boot_ns : 0)
+      .str("kind", "event")
+      .str("module", "egressd")
+      .str("outcome", result == 0 ? "success" : "failure")
+      .strings("type", {"connection", "start"})
+      .close();
+  w.members(ecs_.host);
+  network_object(w, f);
+  process_object(w, p, a.ev.tid);
+  if (!f.sni.empty()) w.open("tls").open("client").str("server_name", f.sni).close().close();
+  tail(w, p);
+  d_.log.write(LogEvent(std::move(line)));
   if (!is_dns_flow(f.dst, f.protocol)) d_.counters.add_connection(f.series, result, ev.hdr.ts_boot_ns);
   f.attempt.reset();
   f.result.reset();
@@ -294,24 +359,45 @@ void FlowTable::on_dns(const PayloadRecord& rec, bool answer) {
       continue;
     }
     for (const DnsQuestion& q : m.message.questions) {
-      nlohmann::json j = base("dns-query", {"protocol"}, e.hdr.ts_boot_ns, *proc);
-      j["dns"]["type"] = "query";
-      j["dns"]["id"] = std::to_string(m.message.id);
-      j["dns"]["question"]["name"] = q.name;
-      j["dns"]["question"]["type"] = dns_type_name(q.qtype);
-      j["dns"]["question"]["registered_domain"] = registrable_domain(q.name);
       const std::string resolver = format_addr(e.peer);
-      j["destination"]["ip"] = resolver;
-      j["destination"]["address"] = resolver;
-      j["destination"]["port"] = e.peer.port;
-      j["network"]["transport"] = e.protocol == IPPROTO_TCP ? "tcp" : "udp";
-      j["network"]["type"] = network_type(e.peer);
-      j["network"]["direction"] = "egress";
-      j["network"]["protocol"] = "dns";
-      d_.log.write(j);
-      SeriesKey k = d_.counters.admit(SeriesKey{tool_label(*proc), binary_label(*proc), resolver,
-                                                std::to_string(e.peer.port), j["network"]["transport"]},
-                                      now);
+      const std::string transport = e.protocol == IPPROTO_TCP ? "tcp" : "udp";
+      std::string line;
+      line.reserve(1024);
+      JsonWriter w(line);
+      head(w, e.hdr.ts_boot_ns);
+      w.open("destination").str("address", resolver).str("ip", resolver).num("port", e.peer.port).close();
+      w.open("dns")
+          .str("id", std::to_string(m.message.id))
+          .open("question")
+          .str("name", q.name)
+          .str("registered_domain", registrable_domain(q.name))
+          .str("type", dns_type_name(q.qtype))
+          .close()
+          .str("type", "query")
+          .close();
+      w.members(ecs_.ecs).open("egressd");
+      if (proc->cgroup_id) w.open("cgroup").num("id", proc->cgroup_id).close();
+      tool_member(w, *proc);
+      w.close();
+      w.open("event")
+          .str("action", "dns-query")
+          .strings("category", {"network"})
+          .str("kind", "event")
+          .str("module", "egressd")
+          .strings("type", {"protocol"})
+          .close();
+      w.members(ecs_.host);
+      w.open("network")
+          .str("direction", "egress")
+          .str("protocol", "dns")
+          .str("transport", transport)
+          .str("type", network_type(e.peer))
+          .close();
+      process_object(w, *proc, 0);
+      tail(w, *proc);
+      d_.log.write(LogEvent(std::move(line)));
+      SeriesKey k = d_.counters.admit(
+          SeriesKey{tool_label(*proc), binary_label(*proc), resolver, std::to_string(e.peer.port), transport}, now);
       d_.counters.add_dns_query(k, now);
     }
   }

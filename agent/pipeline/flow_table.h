@@ -35,6 +35,8 @@
 
 namespace egressd {
 
+class JsonWriter;
+
 // What the destination label of the metrics holds for named flows.
 enum class DestinationLabel { kName, kRegisteredDomain, kAddress };
 
@@ -50,7 +52,7 @@ struct FlowTableDeps {
 
 class FlowTable {
  public:
-  explicit FlowTable(FlowTableDeps deps) : d_(deps) {}
+  explicit FlowTable(FlowTableDeps deps) : d_(deps), ecs_(EcsConstants::of(deps.host)) {}
 
   void on_connect(const connect_event& ev);
   void on_connect_result(const connect_result_event& ev);
@@ -92,6 +94,7 @@ class FlowTable {
     std::string id;
     std::shared_ptr<const Process> proc;
     flow_addr dst{};
+    std::string addr;  // dst formatted, "" when it has no address
     uint16_t family = 0, type = 0, protocol = 0;
     uint64_t cookie = 0;
     uint64_t bytes = 0, sends = 0, wire_bytes = 0, wire_packets = 0;
@@ -119,14 +122,20 @@ class FlowTable {
   void log_flow(const Flow& f, const char* action, const char* type, uint64_t ts_boot_ns,
                 const char* reason);
   void log_connection(Flow& f);
-  void destination_fields(nlohmann::json& j, const Flow& f) const;
-  nlohmann::json base(const char* action, std::vector<std::string> type, uint64_t ts_boot_ns,
-                      const Process& p) const;
+  void head(JsonWriter& w, uint64_t ts_boot_ns) const;
+  void destination_object(JsonWriter& w, const Flow& f) const;
+  void egressd_head(JsonWriter& w, const Flow& f, const Process& p, const char* connection_result) const;
+  void egressd_tail(JsonWriter& w, const Flow& f, const Process& p) const;
+  void tool_member(JsonWriter& w, const Process& p) const;
+  void network_object(JsonWriter& w, const Flow& f) const;
+  void process_object(JsonWriter& w, const Process& p, uint32_t tid) const;
+  void tail(JsonWriter& w, const Process& p) const;
   Flow& primary_for(const sock_flow& s);
   void on_dns(const PayloadRecord& rec, bool answer);
   void on_first_bytes(const PayloadRecord& rec);
 
   FlowTableDeps d_;
+  EcsConstants ecs_;
   DnsNames dns_;
   std::map<uint64_t, Flow> primary_;
   std::map<ExtraKey, Flow> extra_;

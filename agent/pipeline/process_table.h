@@ -46,6 +46,11 @@ class PerSnapshot {
   mutable std::shared_ptr<const T> value_;
 };
 
+// The ECS "process" object's members (pipeline/ecs.h ecs_process).
+struct EcsProcessText {
+  std::string head, tail;
+};
+
 struct Process {
   ProcKey key;
   ProcKey parent;
@@ -65,8 +70,8 @@ struct Process {
   uint32_t tool_id = 0;  // ToolMatcher id; 0: not a tool
   std::string tool;      // its name, "" when none
   bool tool_own = false; // matched itself, rather than inherited from a parent
-  // The ECS "process" object of its events (pipeline/ecs.h ecs_process).
-  PerSnapshot<nlohmann::json> ecs;
+  // The ECS "process" object of its events, serialized (pipeline/ecs.h).
+  PerSnapshot<EcsProcessText> ecs;
 };
 
 class ToolMatcher;

@@ -84,12 +84,13 @@ class TraceSink : public EventSink {
   void follow(const std::string& entity_id) { followed_.insert(entity_id); }
   bool follows(const std::string& entity_id) const { return all_ || followed_.count(entity_id); }
 
-  void write(const nlohmann::json& ev) override {
+  void write(LogEvent event) override {
     using P = nlohmann::json::json_pointer;
+    const nlohmann::json& ev = event.doc();
     if (!follows(ev.value(P("/process/entity_id"), std::string()))) return;
     if (!filter_.matches(ev)) return;
     summary.add(ev);
-    const std::string line = json_ ? ev.dump() : trace_line(ev, color_);
+    const std::string line = json_ ? event.line() : trace_line(ev, color_);
     std::fwrite(line.data(), 1, line.size(), stdout);
     std::fputc('\n', stdout);
     std::fflush(stdout);

@@ -35,7 +35,9 @@ old_stats=$(sysctl -n kernel.bpf_stats_enabled)
 "${LOADGEN[@]}" connect "$SECS" >"$OUT/alone.json"
 
 sysctl -qw kernel.bpf_stats_enabled=1
-"$BUILD/egressd" run --metrics-addr 127.0.0.1:0 --log-file "$OUT/events.json" 2>"$OUT/agent.err" &
+printf 'log:\n  max_files: 1000\n' >"$OUT/egressd.yaml" # keep every rotated file: every line is counted
+rm -f "$OUT"/events.json*
+"$BUILD/egressd" run -c "$OUT/egressd.yaml" --metrics-addr 127.0.0.1:0 --log-file "$OUT/events.json" 2>"$OUT/agent.err" &
 agent=$!
 for _ in $(seq 50); do grep -q agent-started "$OUT/events.json" 2>/dev/null && break; sleep 0.1; done
 grep -q agent-started "$OUT/events.json" || { echo "profile.sh: the agent did not start: $(cat "$OUT/agent.err")" >&2; exit 1; }
@@ -48,7 +50,7 @@ perf_pid=$!
 wait "$perf_pid" || true
 t1=$(ticks)
 bpftool prog show -j >"$OUT/progs-after.json"
-lines=$(grep -c '"connection-attempted"' "$OUT/events.json" || true)
+lines=$(cat "$OUT"/events.json* | grep -c '"connection-attempted"' || true) # with the files it rotated to
 
 conns_alone=$(jq -r ".attempted" "$OUT/alone.json")
 conns_with=$(jq -r ".attempted" "$OUT/with.json")
@@ -68,5 +70,5 @@ jq -n --slurpfile a "$OUT/progs-before.json" --slurpfile b "$OUT/progs-after.jso
 hz=$(getconf CLK_TCK)
 echo "== agent: $(( (t1 - t0) * 1000000 / hz / (conns_with > 0 ? conns_with : 1) )) µs of CPU per connection; $lines connection-attempted lines for $conns_with connect() calls"
 echo "== agent profile (perf, self time, top 25)"
-perf report -i "$OUT/perf.data" --stdio --no-children --sort symbol 2>/dev/null | grep -E '^ +[0-9]' | head -25
+perf report -i "$OUT/perf.data" --stdio --no-children --sort symbol 2>/dev/null | grep -E '^ +[0-9.]+%' | head -25 | awk '{$1 = $1; print substr($0, 1, 140)}'
 echo "(files in $OUT)"

@@ -14,9 +14,20 @@ namespace egressd::test {
 
 class MemorySink : public EventSink {
  public:
-  void write(const nlohmann::json& event) override {
+  // Keeps the document parsed from the line, and checks the line is the one
+  // nlohmann::json would write for it: each member once, in key order, escaped
+  // alike (so a writer that repeats a key or escapes wrongly fails the test).
+  void write(LogEvent event) override {
+    const nlohmann::json& doc = event.doc();
+    const std::string canonical = doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     std::lock_guard<std::mutex> lock(mu_);
-    events_.push_back(event);
+    if (event.line() != canonical) noncanonical_.push_back(event.line());
+    events_.push_back(doc);
+  }
+  // Lines that were not written as nlohmann::json would write their document.
+  std::vector<std::string> noncanonical() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return noncanonical_;
   }
   std::vector<nlohmann::json> events() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -26,6 +37,7 @@ class MemorySink : public EventSink {
  private:
   mutable std::mutex mu_;
   std::vector<nlohmann::json> events_;
+  std::vector<std::string> noncanonical_;
 };
 
 }  // namespace egressd::test

@@ -17,11 +17,11 @@ namespace fs = std::filesystem;
 class EventLogTest : public ::testing::Test {
  protected:
   static int flap(EventLog& log, const std::string& path) {
-    log.write({{"pad", std::string(900, 'a')}});  // fits: ~912 of 1000 bytes
+    log.write(nlohmann::json{{"pad", std::string(900, 'a')}});  // fits: ~912 of 1000 bytes
     log.flush();
     for (int i = 0; i < 5; ++i) {
-      log.write({{"pad", std::string(200, 'b')}});  // does not fit
-      log.write({{"i", i}});                          // fits
+      log.write(nlohmann::json{{"pad", std::string(200, 'b')}});  // does not fit
+      log.write(nlohmann::json{{"i", i}});                          // fits
       log.flush();
     }
     return static_cast<int>(count_lines(path));
@@ -46,7 +46,7 @@ TEST_F(EventLogTest, FileIsPrivateAndEveryLineArrives) {
     std::ofstream(path) << "";  // a pre-existing world-readable file
     chmod(path.c_str(), 0644);
     auto log = EventLog::open(path);
-    for (int i = 0; i < 1000; ++i) log->write({{"i", i}});
+    for (int i = 0; i < 1000; ++i) log->write(nlohmann::json{{"i", i}});
     log->flush();
     EXPECT_EQ(log->lines(), 1000u);
   }
@@ -63,7 +63,7 @@ TEST_F(EventLogTest, RotatesBySizeAndKeepsMaxFiles) {
   o.max_files = 3;
   auto log = EventLog::open(o);
   const std::string pad(100, 'x');
-  for (int i = 0; i < 1000; ++i) log->write({{"i", i}, {"pad", pad}});
+  for (int i = 0; i < 1000; ++i) log->write(nlohmann::json{{"i", i}, {"pad", pad}});
   log->flush();
   EXPECT_GT(log->rotations(), 3u);
   EXPECT_TRUE(fs::exists(o.path + ".1"));
@@ -98,7 +98,7 @@ TEST_F(EventLogTest, FullDiskIsCountedNotFatal) {
   o.path = "/dev/full";
   o.max_files = 0;
   auto log = EventLog::open(o);
-  for (int i = 0; i < 50; ++i) log->write({{"i", i}});
+  for (int i = 0; i < 50; ++i) log->write(nlohmann::json{{"i", i}});
   log->flush();
   EXPECT_EQ(log->write_failures(), 50u);
   EXPECT_EQ(log->lines(), 0u);
@@ -153,7 +153,7 @@ TEST_F(EventLogTest, ABatchThatFillsTheDiskKeepsEveryWholeLineAndCountsTheRest) 
   {
     NearlyFullDisk disk(1010);  // 25 lines fit, the 26th is cut at 10 bytes
     auto log = EventLog::open(o);
-    for (int i = 0; i < 60; ++i) log->write({{"pad", std::string(29, 'p')}});
+    for (int i = 0; i < 60; ++i) log->write(nlohmann::json{{"pad", std::string(29, 'p')}});
     log->flush();
     EXPECT_EQ(log->lines(), 25u);
     EXPECT_EQ(log->write_failures(), 35u);
@@ -172,10 +172,10 @@ TEST_F(EventLogTest, RecoveryIsReportedOnceWritesHaveSettled) {
   {
     NearlyFullDisk disk(1000);
     auto log = EventLog::open(o);
-    log->write({{"pad", std::string(900, 'a')}});
-    log->write({{"pad", std::string(200, 'b')}});
-    log->write({{"pad", std::string(200, 'c')}});
-    log->write({{"i", 1}});
+    log->write(nlohmann::json{{"pad", std::string(900, 'a')}});
+    log->write(nlohmann::json{{"pad", std::string(200, 'b')}});
+    log->write(nlohmann::json{{"pad", std::string(200, 'c')}});
+    log->write(nlohmann::json{{"i", 1}});
     log->flush();
   }
   const std::string err = testing::internal::GetCapturedStderr();
@@ -189,7 +189,7 @@ TEST_F(EventLogTest, FullQueueDropsAndCounts) {
   o.path = dir_ + "/events.json";
   o.queue_lines = 10;
   auto log = EventLog::open(o);
-  for (int i = 0; i < 100000; ++i) log->write({{"i", i}});
+  for (int i = 0; i < 100000; ++i) log->write(nlohmann::json{{"i", i}});
   log->flush();
   EXPECT_EQ(log->lines() + log->dropped(), 100000u);
   EXPECT_EQ(count_lines(o.path), log->lines());

@@ -12,6 +12,9 @@ namespace {
 
 class FlowTableTest : public ::testing::Test {
  protected:
+  // Every line the flow table wrote is the one nlohmann::json would write
+  // for its document: each member once, in key order, escaped the same way.
+  void TearDown() override { EXPECT_TRUE(log_.noncanonical().empty()) << log_.noncanonical().front(); }
   FlowTableTest() : procs_("/nonexistent", "h", nullptr, &redactor_) {
     host_ = HostInfo{"testhost", "boot", "0.0.0"};
     flows_ = std::make_unique<FlowTable>(FlowTableDeps{procs_, counters_, log_, host_, clock_});
@@ -89,6 +92,30 @@ TEST_F(FlowTableTest, ConnectResultAndCloseMakeTwoEvents) {
   EXPECT_EQ(snap[0].second.connections[0], 1u);
   EXPECT_EQ(snap[0].first.binary, "/usr/bin/curl");
   EXPECT_EQ(snap[0].first.transport, "tcp");
+}
+
+TEST_F(FlowTableTest, RefusedConnectionNamesItsErrorAndThread) {
+  connect_event c{};
+  c.hdr = {EVENT_CONNECT, sizeof(c), 0, 1000};
+  c.cookie = 11;
+  c.proc = {500, 0, 42};
+  c.tid = 501;
+  c.dst = dst("192.0.2.10", 443);
+  c.sk_family = AF_INET;
+  c.sk_type = SOCK_STREAM;
+  c.sk_protocol = IPPROTO_TCP;
+  flows_->on_connect(c);
+  flows_->on_connect_result({{EVENT_CONNECT_RESULT, 32, 0, 1500}, 11, CONNECT_RESULT_REFUSED, ECONNREFUSED});
+
+  auto l = lines();
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_EQ(l[0]["event"]["outcome"], "failure");
+  EXPECT_EQ(l[0]["event"]["duration"], 500);
+  EXPECT_EQ(l[0]["egressd"]["connection"]["result"], "refused");
+  EXPECT_EQ(l[0]["error"]["code"], "ECONNREFUSED");
+  EXPECT_EQ(l[0]["process"]["thread"]["id"], 501);
+  EXPECT_EQ(l[0]["process"]["pid"], 500);
+  EXPECT_EQ(l[0]["egressd"]["tool"], nullptr);
 }
 
 TEST_F(FlowTableTest, PollsAddOnlyTheDifferenceAndCloseAddsTheRest) {

@@ -57,6 +57,9 @@ TEST(DnsNames, RegistrableDomain) {
 
 class PayloadNaming : public ::testing::Test {
  protected:
+  // Every line the flow table wrote is the one nlohmann::json would write
+  // for its document: each member once, in key order, escaped the same way.
+  void TearDown() override { EXPECT_TRUE(log_.noncanonical().empty()) << log_.noncanonical().front(); }
   PayloadNaming() : procs_("/nonexistent", "h") {
     host_ = HostInfo{"h", "b", "0"};
     flows_ = std::make_unique<FlowTable>(FlowTableDeps{procs_, counters_, log_, host_, clock_});
