@@ -71,7 +71,15 @@ void load_config_text(const std::string& text, const std::string& name, Config& 
     if (l["max_files"]) cfg.log.max_files = static_cast<unsigned>(r.number(l["max_files"], "log.max_files", 0, 1000));
   }
   if (auto f = root["flows"]) {
-    r.expect_keys(f, "flows", {"update_interval_seconds", "poll_interval_seconds"});
+    r.expect_keys(f, "flows", {"update_interval_seconds", "poll_interval_seconds", "log", "summary_interval_seconds"});
+    if (f["log"]) {
+      const std::string v = r.string(f["log"], "flows.log");
+      if (v != "each" && v != "summary") r.fail(f["log"], fmt::format("'flows.log' must be each or summary, not '{}'", v));
+      cfg.summarize_flows = v == "summary";
+    }
+    if (f["summary_interval_seconds"])
+      cfg.summary_interval_ms =
+          1000 * r.number(f["summary_interval_seconds"], "flows.summary_interval_seconds", 1, 86400);
     if (f["update_interval_seconds"])
       cfg.update_interval_ms = 1000 * r.number(f["update_interval_seconds"], "flows.update_interval_seconds", 1, 86400);
     if (f["poll_interval_seconds"])
@@ -136,6 +144,7 @@ PipelineOptions pipeline_options(const Config& cfg) {
   o.drain_interval_ms = cfg.drain_interval_ms;
   o.poll_interval_ms = cfg.poll_interval_ms;
   o.update_interval_ms = cfg.update_interval_ms;
+  o.summary_interval_ms = cfg.summarize_flows ? cfg.summary_interval_ms : 0;
   o.series = cfg.series;
   o.destination_label = cfg.destination_label;
   o.redact_patterns = cfg.redact_patterns;

@@ -21,6 +21,8 @@ struct Config {
   std::string metrics_address = "127.0.0.1:8789";
   LogOptions log;
   uint64_t update_interval_ms = 60'000;  // flow-updated for long-lived flows
+  bool summarize_flows = false;          // flows.log: summary (default: each)
+  uint64_t summary_interval_ms = 60'000; // flow-summary events, when summarized
   uint64_t poll_interval_ms = 2'000;     // read live counters from the kernel
   uint64_t drain_interval_ms = 100;      // longest wait before events are read
   LoadOptions load;

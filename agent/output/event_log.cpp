@@ -57,18 +57,26 @@ void EventLog::write(LogEvent event) {
   line += '\n';
   bool wake = false;
   {
-    std::lock_guard lock(mu_);
-    if (queue_.size() >= opts_.queue_lines) {
+    std::unique_lock lock(mu_);
+    const auto room = [&] { return held_bytes_ + line.size() <= opts_.queue_bytes || held_bytes_ == 0; };
+    if (shedding_ && held_bytes_ <= opts_.queue_bytes / 2) shedding_ = false;
+    if (!room() && !shedding_) {
+      wake_.notify_one();
+      if (!drained_.wait_for(lock, opts_.queue_wait, room)) shedding_ = true;
+    }
+    if (queue_.size() >= opts_.queue_lines || !room()) {
       if (dropped_++ == 0)
         log_warning("event log {} is slower than the events; dropped lines are counted in egressd_log_dropped_total",
                     opts_.path == "-" ? "stdout" : opts_.path);
       return;
     }
+    const bool half = held_bytes_ < opts_.queue_bytes / 2 && held_bytes_ + line.size() >= opts_.queue_bytes / 2;
+    held_bytes_ += line.size();
     queue_.push_back(std::move(line));
     ++enqueued_;
-    // The writer waits for a first line, then gathers: wake it for the first
-    // and for a full batch only.
-    wake = queue_.size() == 1 || queue_.size() == gather_lines();
+    // The writer waits for a first line, then gathers: wake it for the first,
+    // for a full batch and when half the bytes are held.
+    wake = queue_.size() == 1 || queue_.size() == gather_lines() || half;
   }
   if (wake) wake_.notify_one();
 }
@@ -91,15 +99,20 @@ void EventLog::run() {
       if (queue_.empty() && stop_) return;
       // Let a burst gather (a few ms at most): one wakeup and one writev for
       // many lines, not a thread switch and a write per line.
-      wake_.wait_for(lock, opts_.gather, [&] { return stop_ || flushing_ > 0 || queue_.size() >= gather_lines(); });
+      wake_.wait_for(lock, opts_.gather, [&] {
+        return stop_ || flushing_ > 0 || queue_.size() >= gather_lines() || held_bytes_ >= opts_.queue_bytes / 2;
+      });
       batch.swap(queue_);
     }
     const uint64_t n = batch.size();
+    size_t bytes = 0;
+    for (const std::string& line : batch) bytes += line.size();
     write_batch(batch);
     batch.clear();
     {
       std::lock_guard lock(mu_);
       done_ += n;
+      held_bytes_ -= bytes;
     }
     drained_.notify_all();
   }

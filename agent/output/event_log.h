@@ -27,6 +27,14 @@ struct LogOptions {
   uint64_t max_bytes = 100ULL << 20;   // rotate when the file would exceed this
   unsigned max_files = 5;              // rotated files kept: path.1 .. path.N
   size_t queue_lines = 65536;          // lines waiting for the disk before drops
+  // Bytes of lines held (queued, or being written) before a writer waits. A
+  // burst of long lines (long command lines) fills this long before the
+  // line limit: the event loop then waits up to queue_wait for the writer,
+  // which writes at the page cache's speed; if the disk cannot keep up even
+  // so, lines are dropped and counted until half of it has drained, without
+  // waiting again.
+  size_t queue_bytes = 8ULL << 20;
+  std::chrono::milliseconds queue_wait{50};
   // A nearly full disk flaps: a short line fits where a long one failed. The
   // recovery is reported only once writes have gone this long without failing,
   // so a flapping disk costs one stderr line, not one per flap.
@@ -78,6 +86,8 @@ class EventLog : public EventSink {
   uint64_t enqueued_ = 0, done_ = 0;
   bool stop_ = false;
   unsigned flushing_ = 0;  // callers waiting in flush()
+  size_t held_bytes_ = 0;  // queued or in the batch being written
+  bool shedding_ = false;  // a wait for room timed out: drop until half drained
   static constexpr size_t kGatherLines = 1024;
   size_t gather_lines() const { return std::min(kGatherLines, std::max<size_t>(opts_.queue_lines / 2, 1)); }
   // ok -> failing (reported) -> settling (writes succeed again) -> ok (reported

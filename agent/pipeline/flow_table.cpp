@@ -117,6 +117,19 @@ void FlowTable::apply(Flow& f, uint64_t bytes, uint64_t sends, uint64_t wire_byt
 // the top-level members are "@timestamp", "agent", "destination", "dns",
 // "ecs", "egressd", "error", "event", "host", "network", "process", "source",
 // "tls", "user".
+// A line waits in the log's queue with its capacity: it is reserved to fit
+// the last line and its newline, not doubled past it by appends.
+std::string FlowTable::new_line() const {
+  std::string line;
+  line.reserve(line_hint_);
+  return line;
+}
+
+void FlowTable::write_line(std::string line) {
+  line_hint_ = std::max<size_t>(line.size() + 64, 256);
+  d_.log.write(LogEvent(std::move(line)));
+}
+
 void FlowTable::head(JsonWriter& w, uint64_t ts_boot_ns) const {
   w.open().str("@timestamp", iso8601(d_.clock.to_wall_ns(ts_boot_ns))).members(ecs_.agent);
 }
@@ -161,11 +174,12 @@ void FlowTable::tool_member(JsonWriter& w, const Process& p) const {
     w.str("tool", p.tool);
 }
 
-void FlowTable::network_object(JsonWriter& w, const Flow& f) const {
+void FlowTable::network_object(JsonWriter& w, const flow_addr& dst, uint16_t family, uint16_t type,
+                               uint16_t protocol) const {
   w.open("network").str("direction", "egress");
-  if (is_dns_flow(f.dst, f.protocol)) w.str("protocol", "dns");
-  w.str("transport", transport_name(f.family, f.type, f.protocol));
-  if (std::string ntype = network_type(f.dst); !ntype.empty()) w.str("type", ntype);
+  if (is_dns_flow(dst, protocol)) w.str("protocol", "dns");
+  w.str("transport", transport_name(family, type, protocol));
+  if (std::string ntype = network_type(dst); !ntype.empty()) w.str("type", ntype);
   w.close();
 }
 
@@ -183,8 +197,7 @@ void FlowTable::tail(JsonWriter& w, const Process& p) const {
 
 void FlowTable::log_flow(const Flow& f, const char* action, const char* type, uint64_t ts_boot_ns,
                          const char* reason) {
-  std::string line;
-  line.reserve(1024);
+  std::string line = new_line();
   JsonWriter w(line);
   head(w, ts_boot_ns);
   destination_object(w, f);
@@ -206,21 +219,27 @@ void FlowTable::log_flow(const Flow& f, const char* action, const char* type, ui
   if (reason) w.str("reason", reason);
   w.str("start", iso8601(d_.clock.to_wall_ns(f.start_ns))).strings("type", {"connection", type}).close();
   w.members(ecs_.host);
-  network_object(w, f);
+  network_object(w, f.dst, f.family, f.type, f.protocol);
   process_object(w, *f.proc, 0);
   w.open("source").num("bytes", f.bytes).close();
   if (!f.sni.empty()) w.open("tls").open("client").str("server_name", f.sni).close().close();
   tail(w, *f.proc);
-  d_.log.write(LogEvent(std::move(line)));
+  write_line(std::move(line));
 }
 
 void FlowTable::log_connection(Flow& f) {
   const Attempt& a = *f.attempt;
   const connect_result_event& ev = *f.result;
   const size_t result = connect_result_index(ev.result);
+  if (!is_dns_flow(f.dst, f.protocol)) d_.counters.add_connection(f.series, result, ev.hdr.ts_boot_ns);
+  if (d_.summary_interval_ns) {
+    ++summary_for(f, a.ev.hdr.ts_boot_ns).results[result];
+    f.attempt.reset();
+    f.result.reset();
+    return;
+  }
   const Process& p = *a.proc;
-  std::string line;
-  line.reserve(1024);
+  std::string line = new_line();
   JsonWriter w(line);
   head(w, a.ev.hdr.ts_boot_ns);
   destination_object(w, f);
@@ -238,12 +257,11 @@ void FlowTable::log_connection(Flow& f) {
       .strings("type", {"connection", "start"})
       .close();
   w.members(ecs_.host);
-  network_object(w, f);
+  network_object(w, f.dst, f.family, f.type, f.protocol);
   process_object(w, p, a.ev.tid);
   if (!f.sni.empty()) w.open("tls").open("client").str("server_name", f.sni).close().close();
   tail(w, p);
-  d_.log.write(LogEvent(std::move(line)));
-  if (!is_dns_flow(f.dst, f.protocol)) d_.counters.add_connection(f.series, result, ev.hdr.ts_boot_ns);
+  write_line(std::move(line));
   f.attempt.reset();
   f.result.reset();
 }
@@ -361,8 +379,7 @@ void FlowTable::on_dns(const PayloadRecord& rec, bool answer) {
     for (const DnsQuestion& q : m.message.questions) {
       const std::string resolver = format_addr(e.peer);
       const std::string transport = e.protocol == IPPROTO_TCP ? "tcp" : "udp";
-      std::string line;
-      line.reserve(1024);
+      std::string line = new_line();
       JsonWriter w(line);
       head(w, e.hdr.ts_boot_ns);
       w.open("destination").str("address", resolver).str("ip", resolver).num("port", e.peer.port).close();
@@ -395,7 +412,7 @@ void FlowTable::on_dns(const PayloadRecord& rec, bool answer) {
           .close();
       process_object(w, *proc, 0);
       tail(w, *proc);
-      d_.log.write(LogEvent(std::move(line)));
+      write_line(std::move(line));
       SeriesKey k = d_.counters.admit(
           SeriesKey{tool_label(*proc), binary_label(*proc), resolver, std::to_string(e.peer.port), transport}, now);
       d_.counters.add_dns_query(k, now);
@@ -423,8 +440,7 @@ void FlowTable::on_close(const sock_close_event& ev) {
   }
   Flow& f = primary_for(s);
   apply(f, s.bytes, s.sends, s.wire_bytes, s.wire_packets);
-  log_flow(f, "flow-ended", "end", ev.hdr.ts_boot_ns,
-           ev.reason == CLOSE_RECONNECT ? "reconnect" : "closed");
+  end_flow(f, ev.hdr.ts_boot_ns, ev.reason == CLOSE_RECONNECT ? "reconnect" : "closed");
   primary_.erase(s.cookie);
 }
 
@@ -468,7 +484,7 @@ std::vector<flow_key> FlowTable::on_extra_flows(
     const bool gone = closed_with_extra_.count(key.cookie) ||
                       (c.sk_family == AF_PACKET && !live_cookies_.count(key.cookie));
     if (gone) {
-      log_flow(f, "flow-ended", "end", c.last_ns ? c.last_ns : c.first_ns, "closed");
+      end_flow(f, c.last_ns ? c.last_ns : c.first_ns, "closed");
       extra_.erase(it);
       ended.push_back(key);
     }
@@ -485,10 +501,15 @@ void FlowTable::emit_updates(uint64_t now_boot_ns, uint64_t interval_ns) {
     log_flow(f, "flow-updated", "info", now_boot_ns, "interval");
     f.logged_bytes = f.bytes;
     f.logged_ns = now_boot_ns;
+    f.updated = true;
   };
   for (auto& [_, f] : primary_) visit(f);
   for (auto& [_, f] : extra_) visit(f);
   dns_.expire(now_boot_ns);
+  if (d_.summary_interval_ns) {
+    if (!summary_since_ns_) summary_since_ns_ = now_boot_ns;
+    if (now_boot_ns >= summary_since_ns_ + d_.summary_interval_ns) log_summaries(now_boot_ns);
+  }
 }
 
 std::vector<SeriesKey> FlowTable::live_series() const {
@@ -506,9 +527,99 @@ void FlowTable::flush_all(uint64_t now_boot_ns, const char* reason) {
     log_flow(f, "flow-updated", "info", now_boot_ns, reason);
     f.logged_bytes = f.bytes;
     f.logged_ns = now_boot_ns;
+    f.updated = true;
   };
   for (auto& [_, f] : primary_) visit(f);
   for (auto& [_, f] : extra_) visit(f);
+  log_summaries(now_boot_ns);
+}
+
+void FlowTable::end_flow(const Flow& f, uint64_t ts_boot_ns, const char* reason) {
+  const bool short_flow = !f.updated && ts_boot_ns < f.start_ns + d_.summary_interval_ns;
+  if (!d_.summary_interval_ns || !short_flow) {
+    log_flow(f, "flow-ended", "end", ts_boot_ns, reason);
+    return;
+  }
+  Summary& s = summary_for(f, ts_boot_ns);
+  ++s.flows;
+  s.bytes += f.bytes;
+  s.sends += f.sends;
+  s.wire_bytes += f.wire_bytes;
+  s.wire_packets += f.wire_packets;
+}
+
+FlowTable::Summary& FlowTable::summary_for(const Flow& f, uint64_t ts_boot_ns) {
+  SummaryKey k{f.proc->key, f.name.empty() ? f.addr : f.name, f.dst.port, f.family, f.type, f.protocol};
+  auto [it, fresh] = summaries_.try_emplace(std::move(k));
+  Summary& s = it->second;
+  if (fresh) {
+    s.proc = f.proc;
+    s.dst = f.dst;
+    s.name = f.name;
+    s.source = f.source;
+    s.first_ns = ts_boot_ns;
+  }
+  if (!f.addr.empty() && s.addresses.size() < kSummaryAddresses) s.addresses.insert(f.addr);
+  if (f.source > s.source) s.source = f.source;
+  if (f.expected) s.expected = s.expected.value_or(true) && *f.expected;
+  s.first_ns = std::min(s.first_ns, ts_boot_ns);
+  s.last_ns = std::max(s.last_ns, ts_boot_ns);
+  return s;
+}
+
+void FlowTable::log_summaries(uint64_t now_boot_ns) {
+  summary_since_ns_ = now_boot_ns;
+  static constexpr std::array<size_t, kConnectResultCount> kSorted = {3, 4, 0, 1, 2};  // denied error ok refused timeout
+  for (const auto& [k, s] : summaries_) {
+    const Process& p = *s.proc;
+    std::string line = new_line();
+    JsonWriter w(line);
+    head(w, now_boot_ns);
+    if (!k.destination.empty() || k.port) {
+      w.open("destination");
+      if (!k.destination.empty()) w.str("address", k.destination);
+      if (!s.name.empty()) w.str("domain", s.name);
+      if (s.addresses.size() == 1) w.str("ip", *s.addresses.begin());
+      if (k.port) w.num("port", k.port);
+      if (!s.name.empty()) w.str("registered_domain", registrable_domain(s.name));
+      w.close();
+    }
+    w.members(ecs_.ecs).open("egressd");
+    if (p.cgroup_id) w.open("cgroup").num("id", p.cgroup_id).close();
+    if (s.expected || !s.name.empty()) {
+      w.open("destination");
+      if (s.expected) w.boolean("expected", *s.expected);
+      if (!s.name.empty()) w.str("name_source", source_name(static_cast<int>(s.source)));
+      w.close();
+    }
+    uint64_t attempts = 0;
+    for (uint64_t n : s.results) attempts += n;
+    w.open("summary").num("addresses", s.addresses.size()).num("connections", attempts).num("flows", s.flows);
+    w.open("results");
+    for (size_t r : kSorted)
+      if (s.results[r]) w.num(kConnectResults[r], s.results[r]);
+    w.close();
+    w.num("sends", s.sends).num("wire_bytes", s.wire_bytes).num("wire_packets", s.wire_packets).close();
+    tool_member(w, p);
+    w.close();
+    w.open("event")
+        .str("action", "flow-summary")
+        .strings("category", {"network"})
+        .num("duration", s.last_ns - s.first_ns)
+        .str("end", iso8601(d_.clock.to_wall_ns(s.last_ns)))
+        .str("kind", "event")
+        .str("module", "egressd")
+        .str("start", iso8601(d_.clock.to_wall_ns(s.first_ns)))
+        .strings("type", {"connection", "info"})
+        .close();
+    w.members(ecs_.host);
+    network_object(w, s.dst, k.family, k.type, k.protocol);
+    process_object(w, p, 0);
+    w.open("source").num("bytes", s.bytes).close();
+    tail(w, p);
+    write_line(std::move(line));
+  }
+  summaries_.clear();
 }
 
 }  // namespace egressd

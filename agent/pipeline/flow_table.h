@@ -48,6 +48,12 @@ struct FlowTableDeps {
   const Clock& clock;
   const ToolMatcher* tools = nullptr;
   DestinationLabel destination_label = DestinationLabel::kName;
+  // flows.log: summary. 0: a line per connection and per flow (the default).
+  // Otherwise connection attempts, and flows that end within this long of
+  // their start with no flow-updated line, are counted per (process,
+  // destination, port, transport) and logged as one flow-summary event per
+  // interval. Metrics are the same either way.
+  uint64_t summary_interval_ns = 0;
 };
 
 class FlowTable {
@@ -111,7 +117,29 @@ class FlowTable {
     std::optional<connect_result_event> result;
     std::optional<bool> expected;  // for tools with an expected list
     SeriesKey series;
+    bool updated = false;  // a flow-updated line was written for it
   };
+  // flows.log: summary: what one (process, destination, port, transport)
+  // did in the current interval.
+  struct SummaryKey {
+    ProcKey proc;
+    std::string destination;  // the name, or the address when unnamed
+    uint16_t port = 0;
+    uint16_t family = 0, type = 0, protocol = 0;
+    auto operator<=>(const SummaryKey&) const = default;
+  };
+  struct Summary {
+    std::shared_ptr<const Process> proc;
+    flow_addr dst{};  // the first address seen
+    std::set<std::string> addresses;  // distinct, counted up to kSummaryAddresses
+    std::string name;
+    NameSource source = NameSource::kAddress;
+    std::optional<bool> expected;
+    std::array<uint64_t, kConnectResultCount> results{};
+    uint64_t flows = 0, bytes = 0, sends = 0, wire_bytes = 0, wire_packets = 0;
+    uint64_t first_ns = 0, last_ns = 0;
+  };
+  static constexpr size_t kSummaryAddresses = 64;
   using ExtraKey = std::array<uint8_t, sizeof(flow_key)>;
 
   Flow make_flow(std::shared_ptr<const Process> proc, const flow_addr& dst, uint16_t family,
@@ -122,14 +150,21 @@ class FlowTable {
   void log_flow(const Flow& f, const char* action, const char* type, uint64_t ts_boot_ns,
                 const char* reason);
   void log_connection(Flow& f);
+  std::string new_line() const;
+  void write_line(std::string line);
   void head(JsonWriter& w, uint64_t ts_boot_ns) const;
   void destination_object(JsonWriter& w, const Flow& f) const;
   void egressd_head(JsonWriter& w, const Flow& f, const Process& p, const char* connection_result) const;
   void egressd_tail(JsonWriter& w, const Flow& f, const Process& p) const;
   void tool_member(JsonWriter& w, const Process& p) const;
-  void network_object(JsonWriter& w, const Flow& f) const;
   void process_object(JsonWriter& w, const Process& p, uint32_t tid) const;
   void tail(JsonWriter& w, const Process& p) const;
+  // A flow's end: a flow-ended line, or its share of a summary.
+  void end_flow(const Flow& f, uint64_t ts_boot_ns, const char* reason);
+  Summary& summary_for(const Flow& f, uint64_t ts_boot_ns);
+  void log_summaries(uint64_t now_boot_ns);
+  void network_object(JsonWriter& w, const flow_addr& dst, uint16_t family, uint16_t type,
+                      uint16_t protocol) const;
   Flow& primary_for(const sock_flow& s);
   void on_dns(const PayloadRecord& rec, bool answer);
   void on_first_bytes(const PayloadRecord& rec);
@@ -137,6 +172,9 @@ class FlowTable {
   FlowTableDeps d_;
   EcsConstants ecs_;
   DnsNames dns_;
+  std::map<SummaryKey, Summary> summaries_;
+  uint64_t summary_since_ns_ = 0;  // start of the current summary interval
+  size_t line_hint_ = 1280;        // the capacity a new event line starts with
   std::map<uint64_t, Flow> primary_;
   std::map<ExtraKey, Flow> extra_;
   std::map<uint64_t, Attempt> attempts_;

@@ -53,7 +53,8 @@ Pipeline::Pipeline(PipelineOptions opts)
 
 void Pipeline::load(EventSink& sink) {
   flows_ = std::make_unique<FlowTable>(
-      FlowTableDeps{procs_, counters_, sink, host_, clock_, &tools_, opts_.destination_label});
+      FlowTableDeps{procs_, counters_, sink, host_, clock_, &tools_, opts_.destination_label,
+                    opts_.summary_interval_ms * 1'000'000ULL});
   opts_.load.cgroup_path = features_.cgroup2_path;
   bpf_ = BpfPrograms::load(opts_.load);
   // A process's tool, once known, goes to the kernel: it tags the sockets

@@ -36,6 +36,7 @@ struct PipelineOptions {
   uint64_t drain_interval_ms = 100;       // longest wait before events are read
   uint64_t poll_interval_ms = 2'000;      // read live counters from the kernel
   uint64_t update_interval_ms = 60'000;   // flow-updated for long-lived flows
+  uint64_t summary_interval_ms = 0;       // flows.log: summary; 0: a line per flow
   uint64_t keep_exited_ms = 120'000;      // flows may end after their process
   SeriesBudget series;
   DestinationLabel destination_label = DestinationLabel::kName;

@@ -367,5 +367,50 @@ TEST(Shutdown, OpenFlowsAreFlushedWithFinalCounts) {
   EXPECT_EQ(field(events.back(), "event.action"), "agent-stopped");
 }
 
+// flows.log: summary: 50 short connections become flow-summary events with
+// exact sums and no line per connection; the metrics stay exact. The
+// agent's destructor checks every line against the schema.
+TEST(SummaryLog, ShortConnectionsBecomeOneEventWithExactSums) {
+  EGRESSD_REQUIRE_KERNEL();
+  TempDir tmp("egressd-summary");
+  std::ofstream(tmp.path() + "/egressd.yaml") << "flows:\n  log: summary\n  summary_interval_seconds: 1\n";
+  AgentProcess agent({"--config", tmp.path() + "/egressd.yaml"});
+  ASSERT_TRUE(agent.started()) << agent.stderr_text();
+  TcpSink sink;
+  const std::string port = std::to_string(sink.port());
+  TrafficResult r = run_traffic({"tcp-many", "127.0.0.1", port, "50", "1000"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_EQ(r.bytes, 50000u);
+
+  uint64_t connections = 0, ok = 0, flows = 0, bytes = 0;
+  std::vector<nlohmann::json> events;
+  wait_until([&] {
+    events = agent.events();
+    connections = ok = flows = bytes = 0;
+    for (const auto& e : events_of(events, "flow-summary", r.pid)) {
+      connections += e["egressd"]["summary"]["connections"].get<uint64_t>();
+      ok += e["egressd"]["summary"]["results"].value("ok", uint64_t{0});
+      flows += e["egressd"]["summary"]["flows"].get<uint64_t>();
+      bytes += e["source"]["bytes"].get<uint64_t>();
+    }
+    return flows >= 50;
+  }, 10s);
+  EXPECT_EQ(connections, 50u);
+  EXPECT_EQ(ok, 50u);
+  EXPECT_EQ(flows, 50u);
+  EXPECT_EQ(bytes, 50000u);
+  for (const auto& e : events_of(events, "flow-summary", r.pid)) {
+    EXPECT_EQ(e["destination"]["ip"], "127.0.0.1");
+    EXPECT_EQ(e["destination"]["port"], sink.port());
+    EXPECT_EQ(e["process"]["executable"], traffic_bin());
+  }
+  EXPECT_TRUE(events_of(events, "connection-attempted", r.pid).empty()) << "no line per connection";
+  EXPECT_TRUE(events_of(events, "flow-ended", r.pid).empty()) << "no line per flow";
+  const std::string text = agent.scrape();
+  EXPECT_EQ(metric_sum(text, "egressd_sent_bytes_total", {{"binary", traffic_bin()}, {"port", port}}), 50000);
+  EXPECT_EQ(metric_sum(text, "egressd_connections_total", {{"binary", traffic_bin()}, {"port", port}, {"result", "ok"}}),
+            50);
+}
+
 }  // namespace
 }  // namespace egressd::test

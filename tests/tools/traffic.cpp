@@ -173,6 +173,7 @@ void usage() {
                "  tcp-inherit HOST PORT PARENT CHILD parent and forked child share one socket\n"
                "  udp HOST PORT COUNT SIZE           connected UDP\n"
                "  udp-to HOST PORT[,PORT..] COUNT SIZE  unconnected UDP, sendto per port\n"
+               "  tcp-many HOST PORT COUNT SIZE  COUNT connections, each sends SIZE bytes and closes\n"
                "  udp-mmsg HOST PORT COUNT SIZE      unconnected UDP, one sendmmsg call\n"
                "  icmp HOST COUNT PAYLOAD            raw ICMP echo requests\n"
                "  packet IFNAME COUNT SIZE           AF_PACKET frames\n"
@@ -218,6 +219,14 @@ int main(int argc, char** argv) {
       if (read(0, &c, 1) < 0) die("read stdin");
     }
     close(fd);
+  } else if (mode == "tcp-many" && n == 4) {
+    const size_t count = arg_size(a, 2), size = arg_size(a, 3);
+    for (size_t c = 0; c < count; ++c) {
+      int fd = tcp_connect(parse_addr(a[0], std::atoi(a[1])));
+      send_with(fd, "send", size, size);
+      close(fd);
+      bytes += size;
+    }
   } else if (mode == "sctp" && n == 4) {
     // One-to-one SCTP (SOCK_STREAM, IPPROTO_SCTP): connect, send in chunks.
     Addr dst = parse_addr(a[0], std::atoi(a[1]));

@@ -34,6 +34,8 @@ log:
 flows:
   update_interval_seconds: 30
   poll_interval_seconds: 5
+  log: summary
+  summary_interval_seconds: 300
 kernel:
   ring_buffer_bytes: 8388608
   process_table_entries: 32768
@@ -49,6 +51,9 @@ redaction:
   EXPECT_EQ(cfg.log.path, "/var/log/egressd/events.json");
   EXPECT_EQ(cfg.update_interval_ms, 30000u);
   EXPECT_EQ(cfg.poll_interval_ms, 5000u);
+  EXPECT_TRUE(cfg.summarize_flows);
+  EXPECT_EQ(cfg.summary_interval_ms, 300000u);
+  EXPECT_EQ(pipeline_options(cfg).summary_interval_ms, 300000u);
   EXPECT_EQ(cfg.load.ring_buffer_bytes, 8388608u);
   EXPECT_EQ(cfg.load.process_table_entries, 32768u);
   EXPECT_EQ(cfg.load.flow_table_entries, 131072u);
@@ -60,12 +65,19 @@ redaction:
 
 TEST(Config, EmptyFileKeepsDefaults) {
   EXPECT_EQ(error_of(""), "");
+  Config cfg;
+  EXPECT_FALSE(cfg.summarize_flows) << "a line per flow by default";
+  EXPECT_EQ(pipeline_options(cfg).summary_interval_ms, 0u);
 }
 
 TEST(Config, ErrorsNameFileAndLine) {
   EXPECT_EQ(error_of("metrics:\n  adress: x\n").rfind("egressd.yaml:2: unknown key 'adress' in metrics (known: address, ", 0), 0u);
   EXPECT_EQ(error_of("flows:\n  poll_interval_seconds: soon\n"),
             "egressd.yaml:2: 'flows.poll_interval_seconds' must be a whole number, not 'soon'");
+  EXPECT_EQ(error_of("flows:\n  log: sometimes\n"),
+            "egressd.yaml:2: 'flows.log' must be each or summary, not 'sometimes'");
+  EXPECT_EQ(error_of("flows:\n  summary_interval_seconds: 0\n"),
+            "egressd.yaml:2: 'flows.summary_interval_seconds' must be between 1 and 86400");
   EXPECT_EQ(error_of("kernel:\n  ring_buffer_bytes: 1000\n"),
             "egressd.yaml:2: 'kernel.ring_buffer_bytes' must be between 65536 and 1073741824");
   EXPECT_EQ(error_of("kernel:\n  ring_buffer_bytes: 3000000\n"),

@@ -1,11 +1,15 @@
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "event_log.h"
 #include "temp_dir.h"
@@ -182,6 +186,67 @@ TEST_F(EventLogTest, RecoveryIsReportedOnceWritesHaveSettled) {
   EXPECT_EQ(err, "egressd: event log " + o.path +
                      ": File too large; lines are counted in egressd_log_write_failures_total until writes succeed again\n"
                      "egressd: event log writes succeed again (2 lines lost)\n");
+}
+
+// A burst of long lines waits for the writer instead of piling up: the bytes
+// held stay bounded, and a writer that keeps up loses nothing.
+TEST_F(EventLogTest, LongLinesWaitForTheWriterWithinTheByteBound) {
+  LogOptions o;
+  o.path = dir_ + "/events.json";
+  o.max_bytes = 1ULL << 30;
+  o.queue_bytes = 256 << 10;
+  o.queue_wait = std::chrono::milliseconds(5000);
+  auto log = EventLog::open(o);
+  const std::string pad(9000, 'x');
+  for (int i = 0; i < 2000; ++i) log->write(nlohmann::json{{"i", i}, {"pad", pad}});
+  log->flush();
+  EXPECT_EQ(log->dropped(), 0u);
+  EXPECT_EQ(log->lines(), 2000u);
+  EXPECT_EQ(count_lines(o.path), 2000u);
+}
+
+// A writer stuck on its disk (a FIFO whose reader stopped reading): the first
+// line over the bound waits queue_wait, the rest are dropped at once and
+// counted, so the loop is not held longer.
+TEST_F(EventLogTest, StuckWriterCostsOneWaitThenDrops) {
+  const std::string fifo = dir_ + "/stuck";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+  ASSERT_GE(reader, 0);
+  LogOptions o;
+  o.path = fifo;
+  o.max_files = 0;
+  o.queue_bytes = 256 << 10;  // four pipe buffers
+  o.queue_wait = std::chrono::milliseconds(200);
+  o.queue_lines = 1'000'000;
+  testing::internal::CaptureStderr();
+  auto log = EventLog::open(o);
+  const std::string pad(1000, 'y');
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 2000; ++i) log->write(nlohmann::json{{"pad", pad}});
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(took, std::chrono::milliseconds(200));
+  EXPECT_LT(took, std::chrono::milliseconds(2000)) << "one wait, not one per line";
+  EXPECT_GT(log->dropped(), 1000u);
+  // The reader drains the pipe: everything kept arrives, nothing else.
+  std::atomic<bool> done{false};
+  size_t got = 0;
+  std::thread drain([&] {
+    char buf[65536];
+    while (!done) {
+      ssize_t n = ::read(reader, buf, sizeof(buf));
+      if (n > 0) got += std::count(buf, buf + n, '\n');
+      else std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    for (ssize_t n; (n = ::read(reader, buf, sizeof(buf))) > 0;) got += std::count(buf, buf + n, '\n');
+  });
+  log->flush();
+  done = true;
+  drain.join();
+  ::close(reader);
+  EXPECT_EQ(log->lines() + log->dropped(), 2000u);
+  EXPECT_EQ(got, log->lines());
+  EXPECT_NE(testing::internal::GetCapturedStderr().find("dropped lines are counted"), std::string::npos);
 }
 
 TEST_F(EventLogTest, FullQueueDropsAndCounts) {

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <map>
+
 #include "addr_helpers.h"
 #include "flow_table.h"
 #include "memory_sink.h"
@@ -116,6 +118,93 @@ TEST_F(FlowTableTest, RefusedConnectionNamesItsErrorAndThread) {
   EXPECT_EQ(l[0]["process"]["thread"]["id"], 501);
   EXPECT_EQ(l[0]["process"]["pid"], 500);
   EXPECT_EQ(l[0]["egressd"]["tool"], nullptr);
+}
+
+// flows.log: summary: short flows and all attempts become one flow-summary per
+// (process, destination, port, transport) and interval, with exact sums;
+// a flow that outlives the interval keeps its own lines; metrics are exact.
+TEST_F(FlowTableTest, SummaryModeFoldsShortFlowsIntoOneEventPerDestination) {
+  const uint64_t kS = 1'000'000'000ULL;
+  FlowTable flows(FlowTableDeps{procs_, counters_, log_, host_, clock_, nullptr, DestinationLabel::kName, 10 * kS});
+  flows.emit_updates(1 * kS, 60 * kS);  // the interval starts
+  auto connect = [&](uint64_t cookie, uint16_t port, uint64_t ts, uint32_t result, int32_t err) {
+    connect_event c{};
+    c.hdr = {EVENT_CONNECT, sizeof(c), 0, ts};
+    c.cookie = cookie;
+    c.proc = {500, 0, 42};
+    c.tid = 500;
+    c.dst = dst("192.0.2.10", port);
+    c.sk_family = AF_INET;
+    c.sk_type = SOCK_STREAM;
+    c.sk_protocol = IPPROTO_TCP;
+    flows.on_connect(c);
+    flows.on_connect_result({{EVENT_CONNECT_RESULT, 32, 0, ts + 1000}, cookie, result, err});
+  };
+  auto close = [&](uint64_t cookie, uint16_t port, uint64_t ts, uint64_t bytes) {
+    sock_close_event e{};
+    e.hdr = {EVENT_SOCK_CLOSE, sizeof(e), 0, ts};
+    e.reason = CLOSE_RELEASE;
+    e.flow = sock(cookie, bytes);
+    e.flow.dst = dst("192.0.2.10", port);
+    e.flow.wire_bytes = bytes + 200;
+    e.flow.wire_packets = 4;
+    flows.on_close(e);
+  };
+  for (uint64_t i = 0; i < 3; ++i) {
+    connect(100 + i, 443, 2 * kS + i, CONNECT_RESULT_OK, 0);
+    close(100 + i, 443, 3 * kS + i, 1000 + i);
+  }
+  connect(200, 443, 4 * kS, CONNECT_RESULT_REFUSED, ECONNREFUSED);
+  close(200, 443, 4 * kS + 5, 0);  // its SYN left (200 wire bytes in this fake)
+  connect(300, 8443, 4 * kS, CONNECT_RESULT_OK, 0);  // lives past the interval
+  flows.on_live_sockets({[&] {
+    sock_flow s = sock(300, 50);
+    s.dst = dst("192.0.2.10", 8443);
+    return s;
+  }()});
+  EXPECT_TRUE(lines().empty()) << lines().front().dump();
+
+  flows.emit_updates(11 * kS, 60 * kS);  // the interval ends
+  auto l = lines();
+  ASSERT_EQ(l.size(), 2u);
+  std::map<int, nlohmann::json> by_port;
+  for (const auto& j : l) {
+    EXPECT_EQ(j["event"]["action"], "flow-summary");
+    by_port[j["destination"]["port"].get<int>()] = j;
+  }
+  const nlohmann::json& s = by_port.at(443);
+  EXPECT_EQ(s["egressd"]["summary"]["connections"], 4);
+  EXPECT_EQ(s["egressd"]["summary"]["results"], nlohmann::json({{"ok", 3}, {"refused", 1}}));
+  EXPECT_EQ(s["egressd"]["summary"]["flows"], 4);
+  EXPECT_EQ(s["egressd"]["summary"]["addresses"], 1);
+  EXPECT_EQ(s["source"]["bytes"], 3003);
+  EXPECT_EQ(s["egressd"]["summary"]["sends"], 3);
+  EXPECT_EQ(s["egressd"]["summary"]["wire_bytes"], 3803);
+  EXPECT_EQ(s["egressd"]["summary"]["wire_packets"], 16);
+  EXPECT_EQ(s["destination"]["ip"], "192.0.2.10");
+  EXPECT_EQ(s["event"]["duration"], 2 * kS + 5);  // first attempt to the last event
+  EXPECT_EQ(s["process"]["executable"], "/usr/bin/curl");
+  EXPECT_EQ(by_port.at(8443)["egressd"]["summary"]["connections"], 1);
+  EXPECT_EQ(by_port.at(8443)["egressd"]["summary"]["flows"], 0) << "still open";
+  EXPECT_EQ(sent("443"), 3003u) << "metrics are exact";
+
+  // The open flow outlives the interval: it ends with its own line.
+  close(300, 8443, 20 * kS, 50);
+  l = lines();
+  ASSERT_EQ(l.size(), 3u);
+  EXPECT_EQ(l[2]["event"]["action"], "flow-ended");
+  EXPECT_EQ(l[2]["source"]["bytes"], 50);
+
+  // Nothing happened since: no empty summaries; at stop the rest is logged.
+  flows.emit_updates(25 * kS, 60 * kS);
+  EXPECT_EQ(lines().size(), 3u);
+  connect(400, 443, 26 * kS, CONNECT_RESULT_OK, 0);
+  close(400, 443, 26 * kS + 5, 7);
+  flows.flush_all(27 * kS, "agent-stopped");
+  l = lines();
+  ASSERT_EQ(l.size(), 4u);
+  EXPECT_EQ(l[3]["event"]["action"], "flow-summary");
+  EXPECT_EQ(l[3]["source"]["bytes"], 7);
 }
 
 TEST_F(FlowTableTest, PollsAddOnlyTheDifferenceAndCloseAddsTheRest) {
