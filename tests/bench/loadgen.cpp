@@ -4,9 +4,18 @@
 //   loadgen send DURATION_S            64-byte send() calls on one connection
 //   loadgen connect DURATION_S         short connections, as fast as possible
 //   loadgen connect-rate N DURATION_S  short connections paced at N per second
+//   loadgen sink spin|epoll --listen ADDR:PORT
+//                                      only the sink, on ADDR:PORT, until
+//                                      SIGTERM or SIGINT (tests/bench/workloads.sh
+//                                      runs it inside a network namespace)
 //
 // Options (before or after the mode): --cpu C (sender, default 0),
-// --sink-cpu C (sink thread, default 1).
+// --sink-cpu C (sink thread, default 1), --dst ADDR:PORT (send to a sink
+// there, such as `loadgen sink`, instead of to an in-process one; the JSON
+// line then has "dst" and none of the sink_* fields), --listen ADDR:PORT
+// (sink mode). ADDR must be in 127.0.0.0/8 or 10.213.0.0/16 (the addresses
+// workloads.sh gives its network namespace and veth pair): loadgen refuses
+// any other, so it sends only to loopback or to that namespace.
 //
 // A short connection is: socket, connect, send 64 bytes, close (abortive: see
 // one_connection). The sender is
@@ -20,6 +29,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -34,6 +44,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -97,7 +108,10 @@ bool pin(int cpu) {
   std::fprintf(stderr,
                "usage: loadgen [--cpu C] [--sink-cpu C] send DURATION_S\n"
                "       loadgen [--cpu C] [--sink-cpu C] connect DURATION_S\n"
-               "       loadgen [--cpu C] [--sink-cpu C] connect-rate N DURATION_S\n");
+               "       loadgen [--cpu C] [--sink-cpu C] connect-rate N DURATION_S\n"
+               "       (with --dst ADDR:PORT: to that sink, not an in-process one)\n"
+               "       loadgen [--sink-cpu C] --listen ADDR:PORT sink spin|epoll\n"
+               "       (ADDR in 127.0.0.0/8 or 10.213.0.0/16)\n");
   std::exit(2);
 }
 
@@ -116,7 +130,8 @@ class Sink {
  public:
   enum class Wait { kSpin, kEpoll };
 
-  Sink(int cpu, Wait wait) : cpu_(cpu), wait_(wait) {
+  // Binds 127.0.0.1 on a free port, or `bind_to` if given.
+  Sink(int cpu, Wait wait, const sockaddr_in* bind_to = nullptr) : cpu_(cpu), wait_(wait) {
     lfd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (lfd_ < 0) die("socket");
     int one = 1;
@@ -125,6 +140,7 @@ class Sink {
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = 0;
+    if (bind_to) a = *bind_to;
     if (bind(lfd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0) die("bind");
     if (listen(lfd_, 4096) < 0) die("listen");
     socklen_t len = sizeof(addr_);
@@ -245,7 +261,24 @@ class Sink {
 struct Common {
   int cpu = 0, sink_cpu = 1;
   bool pinned = false;
+  bool has_dst = false;  // --dst: an external sink
+  sockaddr_in dst{};
+  bool has_listen = false;  // --listen: the sink mode's address
+  sockaddr_in listen{};
 };
+
+std::string addr_text(const sockaddr_in& a) {
+  char ip[INET_ADDRSTRLEN] = "?";
+  inet_ntop(AF_INET, &a.sin_addr, ip, sizeof(ip));
+  return std::string(ip) + ":" + std::to_string(ntohs(a.sin_port));
+}
+
+// With --dst (no in-process sink): the fields print_common prints, without the sink's.
+void print_common_dst(const Common& c) {
+  std::printf("\"pid\":%d,\"cpu\":%d,\"pinned\":%s,\"dst\":\"%s\",\"port\":%u",
+              static_cast<int>(getpid()), c.cpu, c.pinned ? "true" : "false", addr_text(c.dst).c_str(),
+              ntohs(c.dst.sin_port));
+}
 
 void print_common(const Common& c, const Sink& sink) {
   std::printf("\"pid\":%d,\"cpu\":%d,\"sink_cpu\":%d,\"pinned\":%s,\"sink_pinned\":%s,\"port\":%u,\"sink_wait\":\"%s\"",
@@ -253,13 +286,61 @@ void print_common(const Common& c, const Sink& sink) {
               sink.pinned() ? "true" : "false", ntohs(sink.addr().sin_port), sink.wait_name());
 }
 
+// The connection modes' last fields.
+void print_end(const Common& c, const std::optional<Sink>& sink) {
+  if (!sink) {
+    print_common_dst(c);
+    std::printf("}\n");
+    return;
+  }
+  print_common(c, *sink);
+  std::printf(",\"sink_accepted\":%llu}\n", static_cast<unsigned long long>(sink->accepted()));
+}
+
+// Sink mode: a sink on --listen until SIGTERM or SIGINT. Prints a line once
+// it listens, and one with its counts when it stops.
+int run_sink(const Common& c, const std::string& wait) {
+  if (!c.has_listen || (wait != "spin" && wait != "epoll")) usage();
+  pin(c.sink_cpu);  // the main thread only waits; keep it off the sender's CPU
+  // Blocked before the sink thread starts, so that it inherits the mask and
+  // the signal waits for sigwait below.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  int sig = 0;
+  uint64_t accepted = 0;
+  double bpr = 0;
+  bool sink_pinned = false;
+  {
+    Sink sink(c.sink_cpu, wait == "spin" ? Sink::Wait::kSpin : Sink::Wait::kEpoll, &c.listen);
+    std::printf("{\"mode\":\"sink\",\"listening\":\"%s\",\"pid\":%d,\"sink_cpu\":%d,\"sink_wait\":\"%s\"}\n",
+                addr_text(sink.addr()).c_str(), static_cast<int>(getpid()), c.sink_cpu, sink.wait_name());
+    sigwait(&set, &sig);
+    accepted = sink.accepted();
+    bpr = sink.bytes_per_read();
+    sink_pinned = sink.pinned();
+  }
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const double self_s = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                        static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+  std::printf("{\"mode\":\"sink\",\"stopped_by\":%d,\"sink_accepted\":%llu,\"sink_bytes_per_read\":%.0f,"
+              "\"sink_pinned\":%s,\"process_cpu_s\":%.3f}\n",
+              sig, static_cast<unsigned long long>(accepted), bpr, sink_pinned ? "true" : "false", self_s);
+  return 0;
+}
+
 int run_send(const Common& c, double duration) {
-  Sink sink(c.sink_cpu, Sink::Wait::kSpin);
+  std::optional<Sink> sink;
+  if (!c.has_dst) sink.emplace(c.sink_cpu, Sink::Wait::kSpin);
+  const sockaddr_in& dst = c.has_dst ? c.dst : sink->addr();
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) die("socket");
   int one = 1;
   if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) die("TCP_NODELAY");
-  if (connect(fd, reinterpret_cast<const sockaddr*>(&sink.addr()), sizeof(sockaddr_in)) < 0)
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&dst), sizeof(sockaddr_in)) < 0)
     die("connect");
   char payload[kPayload];
   std::memset(payload, 'x', sizeof(payload));
@@ -288,8 +369,13 @@ int run_send(const Common& c, double duration) {
               kPayload, elapsed, static_cast<unsigned long long>(sends),
               static_cast<unsigned long long>(errors), static_cast<double>(sends) / elapsed);
   print_usage(u0, u1, elapsed);
-  print_common(c, sink);
-  std::printf(",\"sink_bytes_per_read\":%.0f}\n", sink.bytes_per_read());
+  if (!sink) {
+    print_common_dst(c);
+    std::printf("}\n");
+    return 0;
+  }
+  print_common(c, *sink);
+  std::printf(",\"sink_bytes_per_read\":%.0f}\n", sink->bytes_per_read());
   return 0;
 }
 
@@ -347,7 +433,9 @@ void print_conn_stats(const ConnStats& s) {
 }
 
 int run_connect(const Common& c, double duration) {
-  Sink sink(c.sink_cpu, Sink::Wait::kEpoll);
+  std::optional<Sink> sink;
+  if (!c.has_dst) sink.emplace(c.sink_cpu, Sink::Wait::kEpoll);
+  const sockaddr_in& dst = c.has_dst ? c.dst : sink->addr();
   char payload[kPayload];
   std::memset(payload, 'x', sizeof(payload));
   ConnStats s;
@@ -356,24 +444,25 @@ int run_connect(const Common& c, double duration) {
   const double deadline = start + duration;
   double end = start;
   for (;;) {
-    one_connection(sink.addr(), payload, s);
+    one_connection(dst, payload, s);
     end = now_s();
     if (end >= deadline) break;
   }
   const ThreadUsage u1 = ThreadUsage::now();
   const double elapsed = end - start;
-  sink.wait_for(s.connected);
+  if (sink) sink->wait_for(s.connected);
   std::printf("{\"mode\":\"connect\",\"duration_s\":%.3f,", elapsed);
   print_conn_stats(s);
   print_usage(u0, u1, elapsed);
   std::printf("\"connections_per_s\":%.1f,", static_cast<double>(s.connected) / elapsed);
-  print_common(c, sink);
-  std::printf(",\"sink_accepted\":%llu}\n", static_cast<unsigned long long>(sink.accepted()));
+  print_end(c, sink);
   return 0;
 }
 
 int run_connect_rate(const Common& c, double rate, double duration) {
-  Sink sink(c.sink_cpu, Sink::Wait::kEpoll);
+  std::optional<Sink> sink;
+  if (!c.has_dst) sink.emplace(c.sink_cpu, Sink::Wait::kEpoll);
+  const sockaddr_in& dst = c.has_dst ? c.dst : sink->addr();
   char payload[kPayload];
   std::memset(payload, 'x', sizeof(payload));
   ConnStats s;
@@ -399,19 +488,18 @@ int run_connect_rate(const Common& c, double rate, double duration) {
     } else if (now - due > max_lag) {
       max_lag = now - due;
     }
-    one_connection(sink.addr(), payload, s);
+    one_connection(dst, payload, s);
   }
   const double elapsed = now_s() - start;
   const ThreadUsage u1 = ThreadUsage::now();
-  sink.wait_for(s.connected);
+  if (sink) sink->wait_for(s.connected);
   std::printf("{\"mode\":\"connect-rate\",\"target_per_s\":%.0f,\"planned\":%llu,\"duration_s\":%.3f,",
               rate, static_cast<unsigned long long>(total), elapsed);
   print_conn_stats(s);
   print_usage(u0, u1, elapsed);
   std::printf("\"connections_per_s\":%.1f,\"max_lag_ms\":%.3f,",
               static_cast<double>(s.connected) / elapsed, max_lag * 1e3);
-  print_common(c, sink);
-  std::printf(",\"sink_accepted\":%llu}\n", static_cast<unsigned long long>(sink.accepted()));
+  print_end(c, sink);
   return 0;
 }
 
@@ -420,6 +508,26 @@ double number(const char* s) {
   double v = std::strtod(s, &end);
   if (end == s || *end || !(v > 0)) usage();
   return v;
+}
+
+// ADDR:PORT, ADDR in 127.0.0.0/8 or 10.213.0.0/16 (see the top of the file).
+sockaddr_in endpoint(const char* s) {
+  const std::string t = s;
+  const size_t colon = t.rfind(':');
+  if (colon == std::string::npos) usage();
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  if (inet_pton(AF_INET, t.substr(0, colon).c_str(), &a.sin_addr) != 1) usage();
+  char* end = nullptr;
+  const long port = std::strtol(t.c_str() + colon + 1, &end, 10);
+  if (end == t.c_str() + colon + 1 || *end || port < 1 || port > 65535) usage();
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  const uint32_t ip = ntohl(a.sin_addr.s_addr);
+  if ((ip >> 24) != 127 && (ip >> 16) != ((10u << 8) | 213u)) {
+    std::fprintf(stderr, "loadgen: %s: only 127.0.0.0/8 and 10.213.0.0/16 are allowed\n", s);
+    std::exit(2);
+  }
+  return a;
 }
 
 int cpu_number(const char* s) {
@@ -443,9 +551,27 @@ int main(int argc, char** argv) {
       continue;
     }
     if (a == "--cpu" || a == "--sink-cpu") usage();
+    if ((a == "--dst" || a == "--listen") && i + 1 < argc) {
+      const sockaddr_in e = endpoint(argv[++i]);
+      if (a == "--dst") {
+        c.has_dst = true;
+        c.dst = e;
+      } else {
+        c.has_listen = true;
+        c.listen = e;
+      }
+      continue;
+    }
+    if (a == "--dst" || a == "--listen") usage();
     pos.push_back(a);
   }
   if (pos.empty()) usage();
+  if (pos[0] == "sink") {
+    if (pos.size() != 2 || c.has_dst) usage();
+    setvbuf(stdout, nullptr, _IOLBF, 0);
+    return run_sink(c, pos[1]);
+  }
+  if (c.has_listen) usage();
   // The sink thread pins itself; the main thread (the sender) pins here,
   // before any socket work.
   c.pinned = pin(c.cpu);
