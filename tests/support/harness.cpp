@@ -16,6 +16,7 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "bpf_programs.h"
 #include "feature_probe.h"
@@ -157,7 +158,30 @@ int AgentProcess::stop() {
   return proc_->wait();
 }
 
+namespace {
+
+uint64_t log_bytes(const std::string& log_path) {
+  uint64_t n = 0;
+  std::error_code ec;
+  for (const auto& file : log_files(log_path)) {
+    const auto size = fs::file_size(file, ec);
+    if (!ec) n += size;
+  }
+  return n;
+}
+
+}  // namespace
+
 std::vector<nlohmann::json> AgentProcess::events() const {
+  // The metrics count an event when the agent handles it; its line reaches
+  // the file a few ms later (the writer gathers lines for up to 5 ms). Read
+  // once the file has stopped growing for longer than that, so a test that
+  // waited for a metric sees the line too.
+  for (int i = 0; i < 100; ++i) {
+    const uint64_t before = log_bytes(log_path_);
+    std::this_thread::sleep_for(std::chrono::milliseconds(15));
+    if (log_bytes(log_path_) == before) break;
+  }
   std::vector<nlohmann::json> out;
   for (const auto& file : log_files(log_path_)) {
     std::ifstream in(file);
