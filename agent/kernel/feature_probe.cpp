@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 #include <fmt/format.h>
 #include <sys/capability.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -45,9 +46,10 @@ std::string FeatureReport::first_problem() const {
   return {};
 }
 
-std::string find_cgroup2_mount(const std::string& mountinfo) {
+Cgroup2Mount find_cgroup2_mount(const std::string& mountinfo,
+                                const std::function<uint64_t(const std::string&)>& inode_of) {
   std::istringstream in(mountinfo);
-  std::string line, found;
+  std::string line, found, subtree;
   while (std::getline(in, line)) {
     // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPER
     auto dash = line.find(" - ");
@@ -59,11 +61,24 @@ std::string find_cgroup2_mount(const std::string& mountinfo) {
     std::istringstream head(line.substr(0, dash));
     std::string id, parent, dev, root, mountpoint;
     head >> id >> parent >> dev >> root >> mountpoint;
-    if (root != "/") continue;  // a bind mount of a sub-tree sees only part
-    if (mountpoint == "/sys/fs/cgroup") return mountpoint;
+    // ROOT is relative to this process's cgroup namespace ("/.." for the
+    // host's hierarchy seen from a container), so the inode decides.
+    if (inode_of(mountpoint) != 1) {
+      if (subtree.empty()) subtree = mountpoint;
+      continue;
+    }
+    if (mountpoint == "/sys/fs/cgroup") return {mountpoint, ""};
     if (found.empty()) found = mountpoint;
   }
-  return found;
+  if (!found.empty()) return {found, ""};
+  if (!subtree.empty())
+    return {"", fmt::format("the cgroup2 mount at {} is not the host's root cgroup (egressd runs in a cgroup "
+                            "namespace of its own, a container's): attached there it would watch only the "
+                            "processes under it. Run it in the host's cgroup namespace (docker run "
+                            "--cgroupns=host) or mount the host's /sys/fs/cgroup into the container, as "
+                            "deploy/kubernetes/30-daemonset.yaml does",
+                            subtree)};
+  return {"", "no cgroup2 file system mounted (mount -t cgroup2 none /sys/fs/cgroup)"};
 }
 
 bool btf_enum_has(const btf* b, const char* type, const char* value) {
@@ -87,10 +102,12 @@ FeatureReport probe_features(const std::string& proc_root) {
   std::ifstream mi(proc_root + "/self/mountinfo");
   std::stringstream ss;
   ss << mi.rdbuf();
-  r.cgroup2_path = find_cgroup2_mount(ss.str());
-  r.checks.push_back({"cgroup v2", !r.cgroup2_path.empty(),
-                      r.cgroup2_path.empty() ? "no cgroup2 file system mounted (mount -t cgroup2 none /sys/fs/cgroup)"
-                                             : "mounted at " + r.cgroup2_path});
+  const Cgroup2Mount cg = find_cgroup2_mount(ss.str(), [](const std::string& path) -> uint64_t {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+  });
+  r.cgroup2_path = cg.path;
+  r.checks.push_back({"cgroup v2", !cg.path.empty(), cg.path.empty() ? cg.problem : "mounted at " + cg.path});
 
   btf* vmlinux = btf__load_vmlinux_btf();
   if (!vmlinux) {

@@ -2,6 +2,8 @@
 // kernel version numbers.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -32,7 +34,17 @@ FeatureReport probe_features(const std::string& proc_root = "/proc");
 // enum bpf_func_id).
 bool btf_enum_has(const ::btf* b, const char* type, const char* value);
 
-// cgroup v2 mount point from a mountinfo text; prefers /sys/fs/cgroup.
-std::string find_cgroup2_mount(const std::string& mountinfo);
+// The cgroup v2 mount the socket programs attach to, from a mountinfo text:
+// one whose directory is the host's root cgroup (inode 1 on cgroup2, read
+// with inode_of), preferring /sys/fs/cgroup. Inside a cgroup namespace of its
+// own (a container), a fresh cgroup2 mount is that namespace's root, a
+// sub-tree: attached there, egressd would watch only the processes under it.
+// Then path is empty and problem says so, with the fix.
+struct Cgroup2Mount {
+  std::string path;
+  std::string problem;  // why there is none; empty when path is set
+};
+Cgroup2Mount find_cgroup2_mount(const std::string& mountinfo,
+                                const std::function<uint64_t(const std::string&)>& inode_of);
 
 }  // namespace egressd

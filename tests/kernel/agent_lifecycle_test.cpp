@@ -4,11 +4,14 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <sstream>
+#include <thread>
 
+#include "feature_probe.h"
 #include "harness.h"
 
 namespace egressd::test {
@@ -77,6 +80,37 @@ TEST(Lifecycle, MetricsPortInUseIsOneLineAndExit3) {
   EXPECT_EQ(code, 3);
   EXPECT_EQ(out, "egressd: cannot serve metrics on " + addr +
                      ": address in use or not local (choose another with --metrics-addr)\n");
+}
+
+// In a cgroup namespace of its own (a container's), egressd uses the host's
+// hierarchy when it can see it (it shows as "/.." there), and refuses a
+// mount that is only the namespace's sub-tree instead of watching one pod.
+TEST(Lifecycle, CgroupNamespaceSubtreeIsRefusedNotWatchedSilently) {
+  EGRESSD_REQUIRE_KERNEL();
+  const std::string root = probe_features().cgroup2_path;
+  ASSERT_FALSE(root.empty());
+  const std::string child = root + "/egressd-cgns-test";
+  rmdir(child.c_str());
+  ASSERT_EQ(mkdir(child.c_str(), 0755), 0) << child;
+  // The shell moves into the child cgroup, then unshares: the child is the
+  // new namespace's root.
+  auto in_namespace = [&](const std::string& cmd, int* code) {
+    return run_capture("sh -c 'echo $$ > " + child + "/cgroup.procs && exec unshare -C -m --propagation private sh -c \"" +
+                           cmd + "\"' 2>&1",
+                       code);
+  };
+  int code = -1;
+  std::string out = in_namespace(egressd_bin() + " check --no-load", &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("mounted at " + root), std::string::npos) << "the host's hierarchy, seen as /..: " << out;
+  // Only the namespace's own mount left in sight: refused, with the fix.
+  out = in_namespace("umount -l " + root + " && mount -t cgroup2 none " + root + " && exec timeout 10 " + egressd_bin() +
+                         " run --log-file /dev/null --metrics-addr 127.0.0.1:0",
+                     &code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("is not the host's root cgroup"), std::string::npos) << out;
+  EXPECT_NE(out.find("--cgroupns=host"), std::string::npos) << out;
+  for (int i = 0; i < 50 && rmdir(child.c_str()) != 0; ++i) std::this_thread::sleep_for(100ms);
 }
 
 TEST(Lifecycle, UnopenableLogFileIsOneLineAndExit3) {

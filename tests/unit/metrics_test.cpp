@@ -54,13 +54,34 @@ TEST(Metrics, HostPortParsing) {
 }
 
 TEST(Features, FindsTheCgroup2Mount) {
+  auto root_is = [](const std::string& root_path) {
+    return [root_path](const std::string& p) -> uint64_t { return p == root_path ? 1 : 861; };
+  };
   const std::string hybrid =
       "25 30 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n"
       "26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid shared:9 - cgroup2 cgroup2 rw\n";
-  EXPECT_EQ(find_cgroup2_mount(hybrid), "/sys/fs/cgroup/unified");
+  EXPECT_EQ(find_cgroup2_mount(hybrid, root_is("/sys/fs/cgroup/unified")).path, "/sys/fs/cgroup/unified");
   const std::string unified = "30 1 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
-  EXPECT_EQ(find_cgroup2_mount(unified), "/sys/fs/cgroup");
-  EXPECT_EQ(find_cgroup2_mount("25 30 0:22 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"), "");
+  EXPECT_EQ(find_cgroup2_mount(unified, root_is("/sys/fs/cgroup")).path, "/sys/fs/cgroup");
+  const Cgroup2Mount none = find_cgroup2_mount("25 30 0:22 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n", root_is(""));
+  EXPECT_EQ(none.path, "");
+  EXPECT_EQ(none.problem, "no cgroup2 file system mounted (mount -t cgroup2 none /sys/fs/cgroup)");
+}
+
+// In a container's own cgroup namespace: the host's hierarchy shows as "/.."
+// and is the one to use; a mount made inside the namespace is a sub-tree and
+// is refused with the fix, never used silently.
+TEST(Features, CgroupNamespaceSubtreeIsRefusedAndTheHostRootPreferred) {
+  const std::string both =
+      "61 51 0:38 /.. /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+      "68 47 0:38 / /tmp/cg2 rw,relatime - cgroup2 none rw\n";
+  auto ino = [](const std::string& p) -> uint64_t { return p == "/sys/fs/cgroup/unified" ? 1 : 861; };
+  EXPECT_EQ(find_cgroup2_mount(both, ino).path, "/sys/fs/cgroup/unified");
+  const Cgroup2Mount sub = find_cgroup2_mount("68 47 0:38 / /sys/fs/cgroup rw,relatime - cgroup2 none rw\n", ino);
+  EXPECT_EQ(sub.path, "");
+  EXPECT_NE(sub.problem.find("the cgroup2 mount at /sys/fs/cgroup is not the host's root cgroup"), std::string::npos)
+      << sub.problem;
+  EXPECT_NE(sub.problem.find("--cgroupns=host"), std::string::npos);
 }
 
 }  // namespace
