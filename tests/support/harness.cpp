@@ -150,6 +150,11 @@ void validate_log(const std::string& log_path) {
 AgentProcess::~AgentProcess() {
   stop();
   validate_log(log_path_);
+  // On the sanitizer build (scripts/test.sh, build-asan) a report fails the
+  // test that ran the agent, whatever the agent's exit code.
+  const std::string err = stderr_text();
+  for (const char* mark : {"Sanitizer", "runtime error:"})
+    EXPECT_EQ(err.find(mark), std::string::npos) << "the agent's stderr:\n" << err;
 }
 
 int AgentProcess::stop() {
