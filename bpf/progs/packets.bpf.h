@@ -25,13 +25,53 @@
  * messages to or from port 53. Runs only for sockets flagged for it, and at
  * most once per TCP connection, so bulk transfers pay one flag test.
  */
+/* Whether a packet certainly carries no TCP or UDP payload, which
+ * inspect_payload would pass over: read from its headers in place, without a
+ * helper call, so a TCP socket's SYN and ACKs before its first payload cost
+ * a few loads. False when unsure (headers not in the linear part). */
+static __always_inline bool no_payload(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u32 l4off;
+	__u8 proto;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data;
+
+		if ((void *)(ip + 1) > end)
+			return false;
+		proto = ip->protocol;
+		l4off = (ip->ihl & 0xf) * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data;
+
+		if ((void *)(ip6 + 1) > end)
+			return false;
+		proto = ip6->nexthdr;
+		l4off = sizeof(*ip6); /* extension headers are not followed */
+	} else {
+		return true;
+	}
+	if (proto == IPPROTO_UDP)
+		return skb->len <= l4off + 8;
+	if (proto != IPPROTO_TCP)
+		return true;
+	if (data + l4off + 13 > end)
+		return false;
+	return skb->len <= l4off + (*(__u8 *)(data + l4off + 12) >> 4) * 4;
+}
+
 static __always_inline void inspect_payload(struct __sk_buff *skb, struct sock_flow *f, bool egress)
 {
 	__u32 zero = 0, l4off, payoff, len;
 	__u16 ports[2];
 	__u8 proto, b;
-	struct payload_event *e = bpf_map_lookup_elem(&payload_scratch, &zero);
+	struct payload_event *e;
 
+	if (no_payload(skb))
+		return;
+	e = bpf_map_lookup_elem(&payload_scratch, &zero);
 	if (!e)
 		return;
 	__builtin_memset(&e->peer, 0, sizeof(e->peer));
