@@ -25,6 +25,7 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
 {
 	struct sock_flow *f;
+	__u32 result;
 	__s32 err;
 
 	if (oldstate != TCP_SYN_SENT)
@@ -38,13 +39,14 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, con
 	}
 	err = sk->sk_err;
 	if (err == ECONNREFUSED)
-		emit_result(f, CONNECT_RESULT_REFUSED, err);
+		result = CONNECT_RESULT_REFUSED;
 	else if (err == ETIMEDOUT)
-		emit_result(f, CONNECT_RESULT_TIMEOUT, err);
+		result = CONNECT_RESULT_TIMEOUT;
 	else if (err == EPERM || err == EACCES)
-		emit_result(f, CONNECT_RESULT_DENIED, err);
+		result = CONNECT_RESULT_DENIED;
 	else
-		emit_result(f, CONNECT_RESULT_ERROR, err);
+		result = CONNECT_RESULT_ERROR;
+	emit_result(f, result, err);
 	return 0;
 }
 
@@ -68,10 +70,10 @@ int sock_release(struct bpf_sock *sk)
 		 * here failed before a SYN left (route, permission). UDP reports
 		 * at its first send: pending here, it never sent (a getaddrinfo
 		 * probe, or a socket that only receives). */
-		if (f->sk_type != SOCK_STREAM && sk->state == TCP_ESTABLISHED)
-			emit_result_at(f, CONNECT_RESULT_UNSENT, 0, now);
-		else
-			emit_result_at(f, CONNECT_RESULT_ERROR, 0, now);
+		emit_result_at(f,
+			       f->sk_type != SOCK_STREAM && sk->state == TCP_ESTABLISHED ? CONNECT_RESULT_UNSENT :
+											     CONNECT_RESULT_ERROR,
+			       0, now);
 	}
 	if (f->bytes || f->connect_ns || (f->flags & SOCK_F_EXTRA))
 		emit_close_at(f, CLOSE_RELEASE, now);

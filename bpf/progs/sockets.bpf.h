@@ -115,9 +115,10 @@ static __always_inline void emit_connect(const struct sock_flow *f, const struct
 static __always_inline int on_connect(struct bpf_sock_addr *ctx, __u16 family)
 {
 	struct bpf_sock *sk = ctx->sk;
-	struct sock_flow *f;
+	struct sock_flow nf, *f;
 	struct proc_ident me;
 	__u64 pid_tgid, uid_gid, now, cookie;
+	bool inserted = false;
 
 	if (!sk)
 		return 1;
@@ -127,32 +128,33 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx, __u16 family)
 	current_ident_of(pid_tgid, &me);
 	cookie = bpf_get_socket_cookie(ctx);
 	if (sock_state_hash) { /* workaround: hash_store */
-		struct sock_flow nf;
-
 		if (!cookie)
 			return 1;
 		__builtin_memset(&nf, 0, sizeof(nf));
 		flow_init_at(&nf, cookie, sk->family, sk->type, sk->protocol, 0, &me, uid_gid, now);
 		flow_connect(ctx, family, &nf, now);
 		if (!bpf_map_update_elem(&sk_flows_hash, &cookie, &nf, BPF_NOEXIST)) {
-			emit_connect(&nf, &me, pid_tgid, uid_gid, now);
-			return 1;
-		}
-		/* The socket has state already (UDP connected again, or sent
-		 * first), or the map is full. */
-		f = bpf_map_lookup_elem(&sk_flows_hash, &cookie);
-		if (!f) {
-			kstat_inc(KSTAT_SK_STORAGE_FAIL);
-			return 1;
+			f = &nf;
+			inserted = true;
+		} else {
+			/* The socket has state already (UDP connected again,
+			 * or sent first), or the map is full. */
+			f = bpf_map_lookup_elem(&sk_flows_hash, &cookie);
+			if (!f) {
+				kstat_inc(KSTAT_SK_STORAGE_FAIL);
+				return 1;
+			}
 		}
 	} else {
 		f = storage_state(sk, true);
 		if (!f)
 			return 1;
 	}
-	if (!f->cookie)
-		flow_init_at(f, cookie, sk->family, sk->type, sk->protocol, 0, &me, uid_gid, now);
-	flow_connect(ctx, family, f, now);
+	if (!inserted) {
+		if (!f->cookie)
+			flow_init_at(f, cookie, sk->family, sk->type, sk->protocol, 0, &me, uid_gid, now);
+		flow_connect(ctx, family, f, now);
+	}
 	emit_connect(f, &me, pid_tgid, uid_gid, now);
 	return 1;
 }
