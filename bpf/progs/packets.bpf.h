@@ -185,10 +185,21 @@ static __always_inline struct sock_flow *flow_of_skb(struct __sk_buff *skb)
 
 	if (!sk)
 		return NULL;
+	if (sock_state_hash) { /* workaround: hash_store */
+		/* The hash store needs no full-socket pointer, only to know that
+		 * sk is one (not a request or time-wait socket, which have no
+		 * state): the socket's state field says so in one load, where
+		 * bpf_sk_fullsock() is a helper call on each packet. */
+		__u32 state = sk->state;
+
+		if (state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV)
+			return NULL;
+		return hash_state(bpf_get_socket_cookie(skb), false);
+	}
 	sk = bpf_sk_fullsock(sk);
 	if (!sk)
 		return NULL;
-	return state_of(skb, sk, false);
+	return storage_state(sk, false);
 }
 
 /* Wire bytes per socket; and the destination of raw and ICMP sockets, which
