@@ -9,8 +9,10 @@
 
 #include "vmlinux.h"
 
-/* Wake the agent only once this many bytes wait in the ring: it drains on a
- * timer otherwise, so a busy machine costs one wakeup per batch. */
+/* Wake the agent only when the bytes waiting in the ring reach this many (and
+ * each further multiple of it; lib/emit.h wake_flags): it drains on a timer
+ * otherwise, so a busy machine costs one wakeup per batch. 0: every record
+ * wakes it (egressd trace). */
 const volatile __u64 ringbuf_wakeup_bytes = 256 * 1024;
 
 /* egressd trace loads this object with trace_mode set: connection, close and

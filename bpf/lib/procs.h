@@ -20,12 +20,19 @@ static __always_inline __u64 task_start_ns(struct task_struct *task)
 	return BPF_CORE_READ(task, group_leader, start_boottime);
 }
 
-static __always_inline void current_ident(struct proc_ident *id)
+/* pid_tgid: the program's bpf_get_current_pid_tgid(). */
+static __always_inline void current_ident_of(__u64 pid_tgid, struct proc_ident *id)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 
-	id->tgid = bpf_get_current_pid_tgid() >> 32;
+	id->tgid = pid_tgid >> 32;
+	id->_pad = 0;
 	id->start_ns = task_start_ns(task);
+}
+
+static __always_inline void current_ident(struct proc_ident *id)
+{
+	current_ident_of(bpf_get_current_pid_tgid(), id);
 }
 
 static __always_inline void procs_set(__u32 tgid, __u64 start_ns, const struct proc_state *inherit)

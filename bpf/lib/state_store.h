@@ -73,11 +73,23 @@ static __always_inline __u64 hash_key_of(struct sock *sk)
 	return SOCK_KEY_PACKET | (__u32)BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
 }
 
-/* Socket state in a tracing program (a BTF struct sock). */
-static __always_inline struct sock_flow *state_of_sk(struct sock *sk, bool create)
+/* hash_key_of() for a BTF pointer (tp_btf, fexit): the cookie is read with a
+ * plain load, which the verifier guards, not with bpf_probe_read_kernel. */
+static __always_inline __u64 hash_key_of_btf(struct sock *sk)
+{
+	__u64 cookie = sk->__sk_common.skc_cookie.counter;
+
+	if (cookie)
+		return cookie;
+	return hash_key_of(sk);
+}
+
+/* Socket state in a tracing program (a struct sock). btf: sk is a BTF
+ * pointer the program may load from (tp_btf, fexit), not a kprobe's. */
+static __always_inline struct sock_flow *state_of_sk(struct sock *sk, bool create, bool btf)
 {
 	if (sock_state_hash)
-		return hash_state(hash_key_of(sk), create);
+		return hash_state(btf ? hash_key_of_btf(sk) : hash_key_of(sk), create);
 	return storage_state(sk, create);
 }
 

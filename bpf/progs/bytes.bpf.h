@@ -24,14 +24,14 @@
 #include "lib/sock_flow.h"
 
 /* A socket first seen at a send: it predates the agent, or was accepted. */
-static __always_inline struct sock_flow *adopt_sock(struct sock *sk)
+static __always_inline struct sock_flow *adopt_sock(struct sock *sk, bool btf)
 {
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	struct sock_flow *f;
 
 	if (family != AF_INET && family != AF_INET6 && family != AF_PACKET)
 		return NULL;
-	f = state_of_sk(sk, true);
+	f = state_of_sk(sk, true, btf);
 	if (!f)
 		return NULL;
 	if (f->cookie)
@@ -96,17 +96,17 @@ static __always_inline void count_extra(struct sock_flow *f, __u64 pid_tgid, int
 	c->last_ns = now;
 }
 
-/* ret bytes were sent through sk by the current task. */
-static __always_inline void count_send(struct sock *sk, long ret)
+/* ret bytes were sent through sk by the current task. btf: as state_of_sk. */
+static __always_inline void count_send(struct sock *sk, long ret, bool btf)
 {
 	struct sock_flow *f;
 	__u64 pid_tgid;
 
 	if (ret <= 0 || !sk)
 		return;
-	f = state_of_sk(sk, false);
+	f = state_of_sk(sk, false, btf);
 	if (!f) {
-		f = adopt_sock(sk);
+		f = adopt_sock(sk, btf);
 		if (!f)
 			return;
 	}
@@ -128,7 +128,7 @@ static __always_inline void count_send(struct sock *sk, long ret)
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
 {
-	count_send(sk, ret);
+	count_send(sk, ret, true);
 	return 0;
 }
 
@@ -146,21 +146,21 @@ int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
 SEC("fexit/inet_sendmsg")
 int BPF_PROG(inet_sendmsg_exit, struct socket *sock, struct msghdr *msg, size_t size, int ret)
 {
-	count_send(sock->sk, ret);
+	count_send(sock->sk, ret, true);
 	return 0;
 }
 
 SEC("fexit/inet6_sendmsg")
 int BPF_PROG(inet6_sendmsg_exit, struct socket *sock, struct msghdr *msg, size_t size, int ret)
 {
-	count_send(sock->sk, ret);
+	count_send(sock->sk, ret, true);
 	return 0;
 }
 
 SEC("fexit/packet_sendmsg")
 int BPF_PROG(packet_sendmsg_exit, struct socket *sock, struct msghdr *msg, size_t len, int ret)
 {
-	count_send(sock->sk, ret);
+	count_send(sock->sk, ret, true);
 	return 0;
 }
 
@@ -171,7 +171,7 @@ SEC("fexit/inet_sendpage")
 int BPF_PROG(inet_sendpage_exit, struct socket *sock, struct page *page, int offset, size_t size, int flags,
 	     long ret)
 {
-	count_send(sock->sk, ret);
+	count_send(sock->sk, ret, true);
 	return 0;
 }
 
@@ -209,7 +209,7 @@ static __always_inline void kprobe_send_return(long ret)
 	struct sock *s = (struct sock *)*sk;
 
 	bpf_map_delete_elem(&kprobe_send_sk, &tid);
-	count_send(s, ret);
+	count_send(s, ret, false);
 }
 
 /* The pair on one function; ret_type is what it returns. */

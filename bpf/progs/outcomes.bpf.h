@@ -19,57 +19,66 @@
 #include "lib/state_store.h"
 #include "lib/emit.h"
 
+/* Runs at every TCP state change; only the change out of SYN_SENT (one in
+ * six of a short connection's) reads the socket's state. */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
 {
 	struct sock_flow *f;
+	__u32 result;
 	__s32 err;
 
 	if (oldstate != TCP_SYN_SENT)
 		return 0;
-	f = state_of_sk((struct sock *)sk, false);
+	f = state_of_sk((struct sock *)sk, false, true);
 	if (!f || f->connect_state != CONNECT_PENDING)
 		return 0;
 	if (newstate == TCP_ESTABLISHED) {
 		emit_result(f, CONNECT_RESULT_OK, 0);
 		return 0;
 	}
-	err = BPF_CORE_READ(sk, sk_err);
+	err = sk->sk_err;
 	if (err == ECONNREFUSED)
-		emit_result(f, CONNECT_RESULT_REFUSED, err);
+		result = CONNECT_RESULT_REFUSED;
 	else if (err == ETIMEDOUT)
-		emit_result(f, CONNECT_RESULT_TIMEOUT, err);
+		result = CONNECT_RESULT_TIMEOUT;
 	else if (err == EPERM || err == EACCES)
-		emit_result(f, CONNECT_RESULT_DENIED, err);
+		result = CONNECT_RESULT_DENIED;
 	else
-		emit_result(f, CONNECT_RESULT_ERROR, err);
+		result = CONNECT_RESULT_ERROR;
+	emit_result(f, result, err);
 	return 0;
 }
 
 SEC("cgroup/sock_release")
 int sock_release(struct bpf_sock *sk)
 {
-	struct sock_flow *f = state_of(sk, sk, false);
+	struct sock_flow *f;
+	__u64 key = 0, now;
 
+	if (sock_state_hash) { /* workaround: hash_store */
+		key = bpf_get_socket_cookie(sk);
+		f = hash_state(key, false);
+	} else {
+		f = storage_state(sk, false);
+	}
 	if (!f)
 		return 1;
+	now = bpf_ktime_get_boot_ns();
 	if (f->connect_state == CONNECT_PENDING) {
 		/* TCP reports its outcome at the state change; a pending attempt
 		 * here failed before a SYN left (route, permission). UDP reports
 		 * at its first send: pending here, it never sent (a getaddrinfo
 		 * probe, or a socket that only receives). */
-		if (f->sk_type != SOCK_STREAM && sk->state == TCP_ESTABLISHED)
-			emit_result(f, CONNECT_RESULT_UNSENT, 0);
-		else
-			emit_result(f, CONNECT_RESULT_ERROR, 0);
+		emit_result_at(f,
+			       f->sk_type != SOCK_STREAM && sk->state == TCP_ESTABLISHED ? CONNECT_RESULT_UNSENT :
+											     CONNECT_RESULT_ERROR,
+			       0, now);
 	}
 	if (f->bytes || f->connect_ns || (f->flags & SOCK_F_EXTRA))
-		emit_close(f, CLOSE_RELEASE);
-	if (sock_state_hash) { /* workaround: hash_store */
-		__u64 key = bpf_get_socket_cookie(sk);
-
+		emit_close_at(f, CLOSE_RELEASE, now);
+	if (sock_state_hash)
 		bpf_map_delete_elem(&sk_flows_hash, &key);
-	}
 	return 1;
 }
 

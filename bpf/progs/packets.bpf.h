@@ -19,6 +19,106 @@
 #include "lib/emit.h"
 #include "lib/workarounds.h"
 
+/* The headers payload inspection reads: where the payload starts, the ports
+ * (network order) and the layer 4 protocol. */
+struct l4_info {
+	__u32 payoff;
+	__u16 ports[2];
+	__u8 proto;
+};
+
+/*
+ * The peer's address and the l4_info of a packet, read in place (plain loads,
+ * no helper call): a TCP socket's SYN and ACKs before its first payload cost
+ * a few loads. Returns 1 when the packet has a TCP or UDP payload, 0 when it
+ * has none or is neither (nothing to inspect), -1 when its headers are not
+ * in the linear part (headers_loaded() reads them then).
+ */
+static __always_inline int headers_in_place(struct __sk_buff *skb, bool egress, struct flow_addr *peer,
+					    struct l4_info *l4)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u32 l4off;
+
+	__builtin_memset(peer, 0, sizeof(*peer));
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data;
+
+		if ((void *)(ip + 1) > end)
+			return -1;
+		l4->proto = ip->protocol;
+		l4off = (ip->ihl & 0xf) * 4;
+		*(__u32 *)peer->addr_be = egress ? ip->daddr : ip->saddr;
+		peer->family = AF_INET;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data;
+
+		if ((void *)(ip6 + 1) > end)
+			return -1;
+		l4->proto = ip6->nexthdr;
+		l4off = sizeof(*ip6); /* extension headers are not followed */
+		if (egress)
+			__builtin_memcpy(peer->addr_be, &ip6->daddr, 16);
+		else
+			__builtin_memcpy(peer->addr_be, &ip6->saddr, 16);
+		peer->family = AF_INET6;
+	} else {
+		return 0;
+	}
+	if (l4->proto != IPPROTO_TCP && l4->proto != IPPROTO_UDP)
+		return 0;
+	if (data + l4off + 13 > end)
+		return -1;
+	l4->ports[0] = *(__u16 *)(data + l4off);
+	l4->ports[1] = *(__u16 *)(data + l4off + 2);
+	if (l4->proto == IPPROTO_TCP)
+		l4->payoff = l4off + (*(__u8 *)(data + l4off + 12) >> 4) * 4;
+	else
+		l4->payoff = l4off + 8;
+	return skb->len > l4->payoff; /* none: SYN, ACK */
+}
+
+/* The same with bpf_skb_load_bytes, for headers outside the linear part.
+ * Returns whether the packet has a TCP or UDP payload. */
+static __always_inline bool headers_loaded(struct __sk_buff *skb, bool egress, struct flow_addr *peer,
+					   struct l4_info *l4)
+{
+	__u32 l4off;
+	__u8 b;
+
+	__builtin_memset(peer, 0, sizeof(*peer));
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, 0, &b, 1) || bpf_skb_load_bytes(skb, 9, &l4->proto, 1))
+			return false;
+		l4off = (b & 0xf) * 4;
+		if (bpf_skb_load_bytes(skb, egress ? 16 : 12, peer->addr_be, 4))
+			return false;
+		peer->family = AF_INET;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes(skb, 6, &l4->proto, 1))
+			return false;
+		l4off = 40; /* extension headers are not followed */
+		if (bpf_skb_load_bytes(skb, egress ? 24 : 8, peer->addr_be, 16))
+			return false;
+		peer->family = AF_INET6;
+	} else {
+		return false;
+	}
+	if (bpf_skb_load_bytes(skb, l4off, l4->ports, sizeof(l4->ports)))
+		return false;
+	if (l4->proto == IPPROTO_TCP) {
+		if (bpf_skb_load_bytes(skb, l4off + 12, &b, 1))
+			return false;
+		l4->payoff = l4off + (b >> 4) * 4;
+	} else if (l4->proto == IPPROTO_UDP) {
+		l4->payoff = l4off + 8;
+	} else {
+		return false;
+	}
+	return skb->len > l4->payoff; /* none: SYN, ACK */
+}
+
 /*
  * Copy the payload of a packet when it names a destination: the first bytes a
  * TCP client sends (TLS ClientHello, HTTP request line and Host), and DNS
@@ -27,45 +127,24 @@
  */
 static __always_inline void inspect_payload(struct __sk_buff *skb, struct sock_flow *f, bool egress)
 {
-	__u32 zero = 0, l4off, payoff, len;
-	__u16 ports[2];
-	__u8 proto, b;
-	struct payload_event *e = bpf_map_lookup_elem(&payload_scratch, &zero);
+	__u32 zero = 0, payoff, len;
+	struct payload_event *e;
+	struct flow_addr peer;
+	struct l4_info l4;
+	__u8 proto;
+	int in_place = headers_in_place(skb, egress, &peer, &l4);
 
+	if (!in_place)
+		return;
+	if (in_place < 0 && !headers_loaded(skb, egress, &peer, &l4))
+		return;
+	e = bpf_map_lookup_elem(&payload_scratch, &zero);
 	if (!e)
 		return;
-	__builtin_memset(&e->peer, 0, sizeof(e->peer));
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (bpf_skb_load_bytes(skb, 0, &b, 1) || bpf_skb_load_bytes(skb, 9, &proto, 1))
-			return;
-		l4off = (b & 0xf) * 4;
-		if (bpf_skb_load_bytes(skb, egress ? 16 : 12, e->peer.addr_be, 4))
-			return;
-		e->peer.family = AF_INET;
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		if (bpf_skb_load_bytes(skb, 6, &proto, 1))
-			return;
-		l4off = 40; /* extension headers are not followed */
-		if (bpf_skb_load_bytes(skb, egress ? 24 : 8, e->peer.addr_be, 16))
-			return;
-		e->peer.family = AF_INET6;
-	} else {
-		return;
-	}
-	if (bpf_skb_load_bytes(skb, l4off, ports, sizeof(ports)))
-		return;
-	if (proto == IPPROTO_TCP) {
-		if (bpf_skb_load_bytes(skb, l4off + 12, &b, 1))
-			return;
-		payoff = l4off + (b >> 4) * 4;
-	} else if (proto == IPPROTO_UDP) {
-		payoff = l4off + 8;
-	} else {
-		return;
-	}
-	if (skb->len <= payoff)
-		return; /* no payload: SYN, ACK */
-	e->peer.port = bpf_ntohs(egress ? ports[1] : ports[0]);
+	proto = l4.proto;
+	payoff = l4.payoff;
+	e->peer = peer;
+	e->peer.port = bpf_ntohs(egress ? l4.ports[1] : l4.ports[0]);
 	if ((f->flags & SOCK_F_DNS) && e->peer.port == DNS_PORT) {
 		e->kind = egress ? PAYLOAD_DNS_QUERY : PAYLOAD_DNS_ANSWER;
 		if (proto == IPPROTO_TCP)
@@ -106,10 +185,21 @@ static __always_inline struct sock_flow *flow_of_skb(struct __sk_buff *skb)
 
 	if (!sk)
 		return NULL;
+	if (sock_state_hash) { /* workaround: hash_store */
+		/* The hash store needs no full-socket pointer, only to know that
+		 * sk is one (not a request or time-wait socket, which have no
+		 * state): the socket's state field says so in one load, where
+		 * bpf_sk_fullsock() is a helper call on each packet. */
+		__u32 state = sk->state;
+
+		if (state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV)
+			return NULL;
+		return hash_state(bpf_get_socket_cookie(skb), false);
+	}
 	sk = bpf_sk_fullsock(sk);
 	if (!sk)
 		return NULL;
-	return state_of(skb, sk, false);
+	return storage_state(sk, false);
 }
 
 /* Wire bytes per socket; and the destination of raw and ICMP sockets, which

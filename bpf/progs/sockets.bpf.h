@@ -53,19 +53,17 @@ static __always_inline void addr_from_sock_addr(struct bpf_sock_addr *ctx, __u16
 	}
 }
 
-static __always_inline int on_connect(struct bpf_sock_addr *ctx, __u16 family)
+/* What connect() sets in a socket's state, new or held from before. */
+static __always_inline void flow_connect(struct bpf_sock_addr *ctx, __u16 family, struct sock_flow *f,
+					 __u64 now)
 {
-	struct sock_flow *f = flow_of_sock_addr(ctx);
-	struct connect_event e = {};
-
-	if (!f)
-		return 1;
 	/* A socket connected again (UDP may) starts a new flow: end the old. */
 	if (f->flags & SOCK_F_CONNECTED) {
 		/* Pending here: TCP never got an answer; UDP never sent. */
 		if (f->connect_state == CONNECT_PENDING)
-			emit_result(f, f->sk_type == SOCK_STREAM ? CONNECT_RESULT_ERROR : CONNECT_RESULT_UNSENT, 0);
-		emit_close(f, CLOSE_RECONNECT);
+			emit_result_at(f, f->sk_type == SOCK_STREAM ? CONNECT_RESULT_ERROR : CONNECT_RESULT_UNSENT, 0,
+				       now);
+		emit_close_at(f, CLOSE_RECONNECT, now);
 		f->bytes = 0;
 		f->sends = 0;
 		f->wire_bytes = 0;
@@ -80,21 +78,84 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx, __u16 family)
 	if (f->dst.port == DNS_PORT)
 		f->flags |= SOCK_F_DNS;
 	f->connect_state = CONNECT_PENDING;
-	f->connect_ns = bpf_ktime_get_boot_ns();
-	if (!traced(bpf_get_current_pid_tgid() >> 32))
-		return 1;
+	f->connect_ns = now;
+}
 
-	e.cookie = f->cookie;
-	current_ident(&e.proc);
-	e.tid = (__u32)bpf_get_current_pid_tgid();
-	e.uid = (__u32)bpf_get_current_uid_gid();
-	e.dst = f->dst;
-	e.sk_family = f->sk_family;
-	e.sk_type = f->sk_type;
-	e.sk_protocol = f->sk_protocol;
-	e.cgroup_id = bpf_get_current_cgroup_id();
-	header_init(&e.hdr, EVENT_CONNECT, sizeof(e));
-	emit(&e, sizeof(e));
+/* The CONNECT record, written in place in the ring. */
+static __always_inline void emit_connect(const struct sock_flow *f, const struct proc_ident *me, __u64 pid_tgid,
+					 __u64 uid_gid, __u64 now)
+{
+	struct connect_event *e;
+
+	if (!traced(pid_tgid >> 32))
+		return;
+	e = reserve_record(sizeof(*e));
+	if (!e)
+		return;
+	e->cookie = f->cookie;
+	e->proc = *me;
+	e->tid = (__u32)pid_tgid;
+	e->uid = (__u32)uid_gid;
+	e->dst = f->dst;
+	e->sk_family = f->sk_family;
+	e->sk_type = f->sk_type;
+	e->sk_protocol = f->sk_protocol;
+	e->_pad = 0;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	header_init_at(&e->hdr, EVENT_CONNECT, sizeof(*e), now);
+	submit_record(e);
+}
+
+/*
+ * The task's ids, the time and the cookie are read once. With the hash store
+ * a socket without state (every TCP connect) gets its state built on the
+ * stack and inserted whole: one map operation where lookup, insert of a
+ * zeroed entry and lookup again were three.
+ */
+static __always_inline int on_connect(struct bpf_sock_addr *ctx, __u16 family)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct sock_flow nf, *f;
+	struct proc_ident me;
+	__u64 pid_tgid, uid_gid, now, cookie;
+	bool inserted = false;
+
+	if (!sk)
+		return 1;
+	pid_tgid = bpf_get_current_pid_tgid();
+	uid_gid = bpf_get_current_uid_gid();
+	now = bpf_ktime_get_boot_ns();
+	current_ident_of(pid_tgid, &me);
+	cookie = bpf_get_socket_cookie(ctx);
+	if (sock_state_hash) { /* workaround: hash_store */
+		if (!cookie)
+			return 1;
+		__builtin_memset(&nf, 0, sizeof(nf));
+		flow_init_at(&nf, cookie, sk->family, sk->type, sk->protocol, 0, &me, uid_gid, now);
+		flow_connect(ctx, family, &nf, now);
+		if (!bpf_map_update_elem(&sk_flows_hash, &cookie, &nf, BPF_NOEXIST)) {
+			f = &nf;
+			inserted = true;
+		} else {
+			/* The socket has state already (UDP connected again,
+			 * or sent first), or the map is full. */
+			f = bpf_map_lookup_elem(&sk_flows_hash, &cookie);
+			if (!f) {
+				kstat_inc(KSTAT_SK_STORAGE_FAIL);
+				return 1;
+			}
+		}
+	} else {
+		f = storage_state(sk, true);
+		if (!f)
+			return 1;
+	}
+	if (!inserted) {
+		if (!f->cookie)
+			flow_init_at(f, cookie, sk->family, sk->type, sk->protocol, 0, &me, uid_gid, now);
+		flow_connect(ctx, family, f, now);
+	}
+	emit_connect(f, &me, pid_tgid, uid_gid, now);
 	return 1;
 }
 
