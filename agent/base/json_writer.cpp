@@ -100,55 +100,15 @@ JsonWriter& JsonWriter::str(std::string_view k, std::string_view value) {
   return *this;
 }
 
-JsonWriter& JsonWriter::unsigned_num(std::string_view k, uint64_t value) {
+JsonWriter& JsonWriter::literal(std::string_view k, std::string_view text) {
   key(k);
-  const fmt::format_int text(value);
-  out_.append(text.data(), text.size());
+  out_ += text;
   return *this;
 }
 
-JsonWriter& JsonWriter::signed_num(std::string_view k, int64_t value) {
-  key(k);
-  const fmt::format_int text(value);
-  out_.append(text.data(), text.size());
-  return *this;
-}
+JsonWriter& JsonWriter::boolean(std::string_view k, bool value) { return literal(k, value ? "true" : "false"); }
 
-JsonWriter& JsonWriter::boolean(std::string_view k, bool value) {
-  key(k);
-  out_ += value ? "true" : "false";
-  return *this;
-}
-
-JsonWriter& JsonWriter::null(std::string_view k) {
-  key(k);
-  out_ += "null";
-  return *this;
-}
-
-JsonWriter& JsonWriter::strings(std::string_view k, const std::vector<std::string>& values) {
-  key(k);
-  out_ += '[';
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i) out_ += ',';
-    append_json_string(out_, values[i]);
-  }
-  out_ += ']';
-  return *this;
-}
-
-JsonWriter& JsonWriter::strings(std::string_view k, std::initializer_list<std::string_view> values) {
-  key(k);
-  out_ += '[';
-  bool first = true;
-  for (std::string_view v : values) {
-    if (!first) out_ += ',';
-    first = false;
-    append_json_string(out_, v);
-  }
-  out_ += ']';
-  return *this;
-}
+JsonWriter& JsonWriter::null(std::string_view k) { return literal(k, "null"); }
 
 JsonWriter& JsonWriter::members(std::string_view text) {
   if (text.empty()) return *this;

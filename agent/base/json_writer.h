@@ -10,12 +10,13 @@
 // the one dump() would write for the same members in the same order.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <concepts>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <string_view>
-#include <type_traits>
 #include <vector>
 
 namespace egressd {
@@ -35,23 +36,37 @@ class JsonWriter {
   template <std::integral T>
     requires(!std::same_as<T, bool>)
   JsonWriter& num(std::string_view key, T value) {
-    if constexpr (std::is_signed_v<T>)
-      return signed_num(key, static_cast<int64_t>(value));
-    else
-      return unsigned_num(key, static_cast<uint64_t>(value));
+    const fmt::format_int text(value);
+    return literal(key, std::string_view(text.data(), text.size()));
   }
   JsonWriter& boolean(std::string_view key, bool value);
   JsonWriter& null(std::string_view key);
-  JsonWriter& strings(std::string_view key, const std::vector<std::string>& values);
-  JsonWriter& strings(std::string_view key, std::initializer_list<std::string_view> values);
+  JsonWriter& strings(std::string_view key, const std::vector<std::string>& values) {
+    return string_array(key, values);
+  }
+  JsonWriter& strings(std::string_view key, std::initializer_list<std::string_view> values) {
+    return string_array(key, values);
+  }
   // Members serialized earlier ("a":1,"b":"x"), written as they are; empty
   // writes nothing.
   JsonWriter& members(std::string_view text);
 
  private:
   void key(std::string_view k);
-  JsonWriter& unsigned_num(std::string_view key, uint64_t value);
-  JsonWriter& signed_num(std::string_view key, int64_t value);
+  JsonWriter& literal(std::string_view key, std::string_view text);  // a number, true, false, null
+  template <typename Range>
+  JsonWriter& string_array(std::string_view k, const Range& values) {
+    key(k);
+    out_ += '[';
+    bool first = true;
+    for (const auto& v : values) {
+      if (!first) out_ += ',';
+      first = false;
+      append_json_string(out_, v);
+    }
+    out_ += ']';
+    return *this;
+  }
 
   std::string& out_;
   bool first_ = true;  // no member yet in the object being written

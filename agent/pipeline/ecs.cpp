@@ -57,7 +57,7 @@ nlohmann::json ecs_event(const HostInfo& host, std::string_view action, std::str
                          uint64_t wall_ns) {
   nlohmann::json j;
   j["@timestamp"] = iso8601(wall_ns);
-  j["ecs"]["version"] = "8.11.0";
+  j["ecs"]["version"] = kEcsVersion;
   j["event"]["kind"] = kind;
   j["event"]["category"] = std::move(category);
   j["event"]["type"] = std::move(type);
@@ -73,7 +73,7 @@ nlohmann::json ecs_event(const HostInfo& host, std::string_view action, std::str
 EcsConstants EcsConstants::of(const HostInfo& host) {
   EcsConstants c;
   JsonWriter(c.agent).open("agent").str("type", "egressd").str("version", host.agent_version).close();
-  JsonWriter(c.ecs).open("ecs").str("version", "8.11.0").close();
+  JsonWriter(c.ecs).open("ecs").str("version", kEcsVersion).close();
   JsonWriter(c.host).open("host").open("boot").str("id", host.boot_id).close().str("name", host.hostname).close();
   return c;
 }

@@ -12,6 +12,8 @@
 
 namespace egressd {
 
+inline constexpr const char* kEcsVersion = "8.11.0";
+
 struct HostInfo {
   std::string hostname;
   std::string boot_id;

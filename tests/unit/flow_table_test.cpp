@@ -29,6 +29,19 @@ class FlowTableTest : public ::testing::Test {
   std::vector<nlohmann::json> lines() { return log_.events(); }
 
   static flow_addr dst(const char* ip, uint16_t port) { return test_addr::v4(ip, port); }
+  // connect() by pid 500's thread tid to 192.0.2.10:port over TCP.
+  static connect_event connect_ev(uint64_t cookie, uint16_t port, uint64_t ts, uint32_t tid) {
+    connect_event c{};
+    c.hdr = {EVENT_CONNECT, sizeof(c), 0, ts};
+    c.cookie = cookie;
+    c.proc = {500, 0, 42};
+    c.tid = tid;
+    c.dst = dst("192.0.2.10", port);
+    c.sk_family = AF_INET;
+    c.sk_type = SOCK_STREAM;
+    c.sk_protocol = IPPROTO_TCP;
+    return c;
+  }
 
   sock_flow sock(uint64_t cookie, uint64_t bytes) {
     sock_flow s{};
@@ -61,16 +74,7 @@ class FlowTableTest : public ::testing::Test {
 };
 
 TEST_F(FlowTableTest, ConnectResultAndCloseMakeTwoEvents) {
-  connect_event c{};
-  c.hdr = {EVENT_CONNECT, sizeof(c), 0, 1000};
-  c.cookie = 9;
-  c.proc = {500, 0, 42};
-  c.tid = 500;
-  c.dst = dst("192.0.2.10", 443);
-  c.sk_family = AF_INET;
-  c.sk_type = SOCK_STREAM;
-  c.sk_protocol = IPPROTO_TCP;
-  flows_->on_connect(c);
+  flows_->on_connect(connect_ev(9, 443, 1000, 500));
   flows_->on_connect_result({{EVENT_CONNECT_RESULT, 32, 0, 3000}, 9, CONNECT_RESULT_OK, 0});
   sock_close_event close{};
   close.hdr = {EVENT_SOCK_CLOSE, sizeof(close), 0, 9000};
@@ -97,16 +101,7 @@ TEST_F(FlowTableTest, ConnectResultAndCloseMakeTwoEvents) {
 }
 
 TEST_F(FlowTableTest, RefusedConnectionNamesItsErrorAndThread) {
-  connect_event c{};
-  c.hdr = {EVENT_CONNECT, sizeof(c), 0, 1000};
-  c.cookie = 11;
-  c.proc = {500, 0, 42};
-  c.tid = 501;
-  c.dst = dst("192.0.2.10", 443);
-  c.sk_family = AF_INET;
-  c.sk_type = SOCK_STREAM;
-  c.sk_protocol = IPPROTO_TCP;
-  flows_->on_connect(c);
+  flows_->on_connect(connect_ev(11, 443, 1000, 501));
   flows_->on_connect_result({{EVENT_CONNECT_RESULT, 32, 0, 1500}, 11, CONNECT_RESULT_REFUSED, ECONNREFUSED});
 
   auto l = lines();
@@ -128,16 +123,7 @@ TEST_F(FlowTableTest, SummaryModeFoldsShortFlowsIntoOneEventPerDestination) {
   FlowTable flows(FlowTableDeps{procs_, counters_, log_, host_, clock_, nullptr, DestinationLabel::kName, 10 * kS});
   flows.emit_updates(1 * kS, 60 * kS);  // the interval starts
   auto connect = [&](uint64_t cookie, uint16_t port, uint64_t ts, uint32_t result, int32_t err) {
-    connect_event c{};
-    c.hdr = {EVENT_CONNECT, sizeof(c), 0, ts};
-    c.cookie = cookie;
-    c.proc = {500, 0, 42};
-    c.tid = 500;
-    c.dst = dst("192.0.2.10", port);
-    c.sk_family = AF_INET;
-    c.sk_type = SOCK_STREAM;
-    c.sk_protocol = IPPROTO_TCP;
-    flows.on_connect(c);
+    flows.on_connect(connect_ev(cookie, port, ts, 500));
     flows.on_connect_result({{EVENT_CONNECT_RESULT, 32, 0, ts + 1000}, cookie, result, err});
   };
   auto close = [&](uint64_t cookie, uint16_t port, uint64_t ts, uint64_t bytes) {
