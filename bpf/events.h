@@ -36,10 +36,13 @@ enum event_type {
 	EVENT_TYPE_MAX,
 };
 
-/* Identity of a process lifetime: tgid alone is reused, start time is not. */
+/* Identity of a process lifetime: tgid alone is reused, start time is not.
+ * exec_id tells the programs one process ran apart: the low bits of the
+ * kernel's task->self_exec_id, which each execve increments and threads and
+ * children inherit. */
 struct proc_ident {
 	__u32 tgid;
-	__u32 _pad;
+	__u32 exec_id;
 	__u64 start_ns; /* task->group_leader->start_boottime */
 };
 
@@ -69,6 +72,9 @@ struct exec_event {
 #define EXEC_F_EXE_TRUNCATED (1 << 0)
 #define EXEC_F_ARGS_TRUNCATED (1 << 1)
 #define EXEC_F_FROM_ITER (1 << 2) /* already running when the agent started */
+/* Executed from a file with no place in any directory tree (memfd_create, an
+ * anonymous file): its path is "/NAME (deleted)", as /proc/PID/exe says. */
+#define EXEC_F_FILELESS (1 << 3)
 
 /* Bytes of an exec_event before its variable part. */
 #define EXEC_EVENT_FIXED_SIZE 96
@@ -118,9 +124,11 @@ struct flow_addr {
 
 /*
  * Per-socket state, stored in sk_storage. Created at the first connect,
- * sendmsg or send seen on the socket. The owner is the process that did that
- * first operation; bytes another process sends on the same socket (an
- * inherited descriptor) are counted per sender in the flow_extra map.
+ * sendmsg or send seen on the socket (or, for a socket a local server
+ * accepted, when its connection is established). The owner is the process
+ * image that did that first operation; bytes another process sends on the
+ * same socket (an inherited descriptor), or the owner after an execve, are
+ * counted per sender in the flow_extra map.
  */
 struct sock_flow {
 	__u64 cookie;
@@ -138,7 +146,8 @@ struct sock_flow {
 	__u8 connect_state; /* enum connect_state */
 	__u8 flags;         /* SOCK_F_* */
 	__u32 owner_uid;
-	__u32 _pad;
+	__u16 local_port; /* SOCK_F_INBOUND: the port the server accepted on */
+	__u16 _pad;
 };
 
 /* Components of an executable path walked on kernels without bpf_loop (a
@@ -157,6 +166,7 @@ struct sock_flow {
 #define SOCK_F_NO_RELEASE (1 << 4)  /* family without a release hook: all bytes in flow_extra */
 #define SOCK_F_PEEK (1 << 5)        /* TCP: copy the first payload that leaves (SNI, HTTP) */
 #define SOCK_F_DNS (1 << 6)         /* talks to port 53: copy DNS queries and answers */
+#define SOCK_F_INBOUND (1 << 7)     /* accepted by a local server: not egress */
 
 enum connect_state {
 	CONNECT_NONE = 0,

@@ -40,6 +40,10 @@ inline constexpr std::array kMetricCatalog = {
                "Flows of a tool to a destination outside the tool's expected list.", kFlowLabels},
     MetricSpec{"egressd_dns_queries_total", MetricKind::kCounter,
                "DNS questions sent, per asking process's tool and binary and per resolver.", kFlowLabels},
+    MetricSpec{"egressd_inbound_sent_bytes_total", MetricKind::kCounter,
+               "Bytes local servers sent on connections they accepted (not egress: in no other flow metric), per "
+               "server and the port it accepted on.",
+               "tool,binary,port,transport"},
     MetricSpec{"egressd_parse_failures_total", MetricKind::kCounter,
                "Copied payloads that looked like DNS, TLS or HTTP but did not parse, by parser.", "parser"},
     MetricSpec{"egressd_build_info", MetricKind::kGauge, "Always 1; the agent's version.", "version"},

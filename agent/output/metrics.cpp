@@ -71,7 +71,14 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
   MetricFamily conns = family("egressd_connections_total");
   MetricFamily unexpected = family("egressd_unexpected_flows_total");
   MetricFamily dns = family("egressd_dns_queries_total");
+  MetricFamily inbound = family("egressd_inbound_sent_bytes_total");
   for (const auto& [key, t] : series) {
+    if (key.inbound) {
+      if (t.sends || t.sent_bytes)
+        add(inbound, {{"tool", key.tool}, {"binary", key.binary}, {"port", key.port}, {"transport", key.transport}},
+            double(t.sent_bytes));
+      continue;
+    }
     auto labels = flow_labels(key);
     if (t.sends || t.sent_bytes) {
       add(bytes, labels, double(t.sent_bytes));
@@ -96,7 +103,7 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
   AgentHealth h = health_();
   std::vector<MetricFamily> out = {std::move(bytes), std::move(calls), std::move(wire),
                                    std::move(packets), std::move(conns), std::move(unexpected),
-                                   std::move(dns), std::move(build)};
+                                   std::move(dns), std::move(inbound), std::move(build)};
   MetricFamily hooks = family("egressd_kernel_hook_info");
   for (const auto& [job, hook] : h.hooks) add(hooks, {{"job", job}, {"hook", hook}}, 1);
   out.push_back(std::move(hooks));

@@ -24,7 +24,7 @@ SeriesKey EgressCounters::admit(const SeriesKey& key, uint64_t now_ns) {
     folded.port = kOther;
   }
   if (!totals_.count(folded) && totals_.size() >= budget_.max_series)
-    folded = SeriesKey{kOther, kOther, kOther, kOther, kOther};
+    folded = SeriesKey{kOther, kOther, kOther, kOther, kOther, key.inbound};
   if (folded != key) ++folded_;
   entry(folded, now_ns);
   return folded;

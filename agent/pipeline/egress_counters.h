@@ -26,6 +26,9 @@ struct SeriesKey {
   std::string destination;
   std::string port;
   std::string transport;
+  // Bytes a local server sent on connections it accepted: port is the port
+  // it accepted on, destination is empty. Not egress: their own metric.
+  bool inbound = false;
   auto operator<=>(const SeriesKey&) const = default;
 };
 

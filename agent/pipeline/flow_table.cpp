@@ -87,6 +87,13 @@ void FlowTable::settle_name(Flow& f) {
   if (!f.name.empty() && d_.destination_label != DestinationLabel::kAddress)
     dest = d_.destination_label == DestinationLabel::kRegisteredDomain ? registrable_domain(f.name) : f.name;
   const uint64_t now = d_.clock.boot_now_ns();
+  if (f.inbound) {
+    f.series = d_.counters.admit(SeriesKey{tool_label(*f.proc), binary_label(*f.proc), "",
+                                           std::to_string(f.local_port),
+                                           transport_name(f.family, f.type, f.protocol), true},
+                                 now);
+    return;
+  }
   f.series = d_.counters.admit(SeriesKey{tool_label(*f.proc), binary_label(*f.proc), dest,
                                          std::to_string(f.dst.port),
                                          transport_name(f.family, f.type, f.protocol)},
@@ -162,9 +169,15 @@ void FlowTable::egressd_head(JsonWriter& w, const Flow& f, const Process& p,
 }
 
 void FlowTable::egressd_tail(JsonWriter& w, const Flow& f, const Process& p) const {
+  process_flags(w, p);
   if (!f.proxy_target.empty()) w.open("proxy").str("target", f.proxy_target).close();
   tool_member(w, p);
   w.close();
+}
+
+// egressd.process: what ECS has no field for.
+void FlowTable::process_flags(JsonWriter& w, const Process& p) const {
+  if (p.fileless) w.open("process").boolean("fileless", true).close();
 }
 
 void FlowTable::tool_member(JsonWriter& w, const Process& p) const {
@@ -175,8 +188,8 @@ void FlowTable::tool_member(JsonWriter& w, const Process& p) const {
 }
 
 void FlowTable::network_object(JsonWriter& w, const flow_addr& dst, uint16_t family, uint16_t type,
-                               uint16_t protocol) const {
-  w.open("network").str("direction", "egress");
+                               uint16_t protocol, bool inbound) const {
+  w.open("network").str("direction", inbound ? "ingress" : "egress");
   if (is_dns_flow(dst, protocol)) w.str("protocol", "dns");
   w.str("transport", transport_name(family, type, protocol));
   if (std::string ntype = network_type(dst); !ntype.empty()) w.str("type", ntype);
@@ -189,6 +202,14 @@ void FlowTable::process_object(JsonWriter& w, const Process& p, uint32_t tid) co
   w.open("process").members(text.head);
   if (tid) w.open("thread").num("id", tid).close();
   w.members(text.tail).close();
+}
+
+// source.bytes: what the process sent; for an accepted connection,
+// source.port is the port the server accepted on.
+void FlowTable::source_object(JsonWriter& w, uint64_t bytes, bool inbound, uint16_t local_port) const {
+  w.open("source").num("bytes", bytes);
+  if (inbound) w.num("port", local_port);
+  w.close();
 }
 
 void FlowTable::tail(JsonWriter& w, const Process& p) const {
@@ -219,9 +240,9 @@ void FlowTable::log_flow(const Flow& f, const char* action, const char* type, ui
   if (reason) w.str("reason", reason);
   w.str("start", iso8601(d_.clock.to_wall_ns(f.start_ns))).strings("type", {"connection", type}).close();
   w.members(ecs_.host);
-  network_object(w, f.dst, f.family, f.type, f.protocol);
+  network_object(w, f.dst, f.family, f.type, f.protocol, f.inbound);
   process_object(w, *f.proc, 0);
-  w.open("source").num("bytes", f.bytes).close();
+  source_object(w, f.bytes, f.inbound, f.local_port);
   if (!f.sni.empty()) w.open("tls").open("client").str("server_name", f.sni).close().close();
   tail(w, *f.proc);
   write_line(std::move(line));
@@ -257,7 +278,7 @@ void FlowTable::log_connection(Flow& f) {
       .strings("type", {"connection", "start"})
       .close();
   w.members(ecs_.host);
-  network_object(w, f.dst, f.family, f.type, f.protocol);
+  network_object(w, f.dst, f.family, f.type, f.protocol, false);
   process_object(w, p, a.ev.tid);
   if (!f.sni.empty()) w.open("tls").open("client").str("server_name", f.sni).close().close();
   tail(w, p);
@@ -269,15 +290,17 @@ void FlowTable::log_connection(Flow& f) {
 FlowTable::Flow& FlowTable::primary_for(const sock_flow& s) {
   auto it = primary_.find(s.cookie);
   if (it != primary_.end()) return it->second;
-  auto proc = d_.procs.resolve({s.owner.tgid, s.owner.start_ns});
+  auto proc = d_.procs.resolve({s.owner.tgid, s.owner.start_ns}, s.owner.exec_id);
   Flow f = make_flow(proc, s.dst, s.sk_family, s.sk_type, s.sk_protocol, s.cookie,
                      s.connect_ns ? s.connect_ns : s.created_ns);
   f.connected = s.flags & SOCK_F_CONNECTED;
+  f.inbound = s.flags & SOCK_F_INBOUND;
+  f.local_port = s.local_port;
   return primary_.emplace(s.cookie, std::move(f)).first->second;
 }
 
 void FlowTable::on_connect(const connect_event& ev) {
-  auto proc = d_.procs.resolve({ev.proc.tgid, ev.proc.start_ns});
+  auto proc = d_.procs.resolve({ev.proc.tgid, ev.proc.start_ns}, ev.proc.exec_id);
   attempts_[ev.cookie] = Attempt{proc, ev};
   Flow f = make_flow(proc, ev.dst, ev.sk_family, ev.sk_type, ev.sk_protocol, ev.cookie,
                      ev.hdr.ts_boot_ns);
@@ -357,7 +380,7 @@ void FlowTable::on_dns(const PayloadRecord& rec, bool answer) {
   else
     messages.push_back(parse_dns_message(rec.data));
   const ProcKey owner{e.owner.tgid, e.owner.start_ns};
-  auto proc = d_.procs.resolve(owner);
+  auto proc = d_.procs.resolve(owner, e.owner.exec_id);
   const uint64_t now = d_.clock.boot_now_ns();
   for (const DnsParseResult& m : messages) {
     // A copy the kernel cut at its limit still names what it holds; any
@@ -394,6 +417,7 @@ void FlowTable::on_dns(const PayloadRecord& rec, bool answer) {
           .close();
       w.members(ecs_.ecs).open("egressd");
       if (proc->cgroup_id) w.open("cgroup").num("id", proc->cgroup_id).close();
+      process_flags(w, *proc);
       tool_member(w, *proc);
       w.close();
       w.open("event")
@@ -431,7 +455,8 @@ void FlowTable::on_payload(const PayloadRecord& rec) {
 
 void FlowTable::on_close(const sock_close_event& ev) {
   const sock_flow& s = ev.flow;
-  if (s.flags & SOCK_F_EXTRA) closed_with_extra_.insert(s.cookie);
+  if (s.flags & SOCK_F_EXTRA) closed_with_extra_[s.cookie] = s.owner;
+  if (s.flags & SOCK_F_INBOUND) inbound_closed_.insert(s.cookie);
   attempts_.erase(s.cookie);
   // Nothing of its own and no destination, or a UDP socket that never sent.
   if (!s.bytes && (!(s.flags & SOCK_F_CONNECTED) || s.sk_type != SOCK_STREAM)) {
@@ -446,8 +471,10 @@ void FlowTable::on_close(const sock_close_event& ev) {
 
 void FlowTable::on_live_sockets(const std::vector<sock_flow>& socks) {
   live_cookies_.clear();
+  inbound_live_.clear();
   for (const sock_flow& s : socks) {
     live_cookies_.insert(s.cookie);
+    if (s.flags & SOCK_F_INBOUND) inbound_live_.insert(s.cookie);
     // A socket with no destination of its own and no bytes of its own
     // (unconnected UDP, raw): its flows are the per-destination ones.
     if (!s.bytes && !(s.flags & SOCK_F_CONNECTED) && !primary_.count(s.cookie)) continue;
@@ -469,13 +496,25 @@ std::vector<flow_key> FlowTable::on_extra_flows(
     std::memcpy(k.data(), &key, sizeof(key));
     auto it = extra_.find(k);
     if (it == extra_.end()) {
-      auto proc = d_.procs.resolve({key.sender.tgid, key.sender.start_ns});
+      auto proc = d_.procs.resolve({key.sender.tgid, key.sender.start_ns}, key.sender.exec_id);
       Flow f = make_flow(proc, key.dst, c.sk_family, c.sk_type, c.sk_protocol, key.cookie,
                          c.first_ns);
+      if (is_inbound(key.cookie)) {
+        f.inbound = true;
+        auto p = primary_.find(key.cookie);
+        f.local_port = p != primary_.end() ? p->second.local_port : 0;
+      }
+      std::optional<proc_ident> owner;
       if (auto p = primary_.find(key.cookie); p != primary_.end()) {
         f.name = p->second.name;  // an inherited socket's name is the socket's
         f.source = p->second.source;
+        owner = proc_ident{p->second.proc->key.tgid, p->second.proc->exec_id, p->second.proc->key.start_ns};
+      } else if (auto c = closed_with_extra_.find(key.cookie); c != closed_with_extra_.end()) {
+        owner = c->second;
       }
+      // The owner after an execve: the same process, another program.
+      if (owner && owner->tgid == key.sender.tgid && owner->exec_id != key.sender.exec_id)
+        f.id += fmt::format("-x{}", key.sender.exec_id);
       it = extra_.emplace(k, std::move(f)).first;
     }
     Flow& f = it->second;
@@ -490,7 +529,13 @@ std::vector<flow_key> FlowTable::on_extra_flows(
     }
   }
   closed_with_extra_.clear();
+  inbound_closed_.clear();
   return ended;
+}
+
+bool FlowTable::is_inbound(uint64_t cookie) const {
+  if (auto p = primary_.find(cookie); p != primary_.end() && p->second.inbound) return true;
+  return inbound_live_.count(cookie) || inbound_closed_.count(cookie);
 }
 
 void FlowTable::emit_updates(uint64_t now_boot_ns, uint64_t interval_ns) {
@@ -549,7 +594,10 @@ void FlowTable::end_flow(const Flow& f, uint64_t ts_boot_ns, const char* reason)
 }
 
 FlowTable::Summary& FlowTable::summary_for(const Flow& f, uint64_t ts_boot_ns) {
-  SummaryKey k{f.proc->key, f.name.empty() ? f.addr : f.name, f.dst.port, f.family, f.type, f.protocol};
+  // An accepted connection's client port is ephemeral: its summary is per
+  // client address and the port the server accepted on.
+  SummaryKey k{f.proc->key, f.name.empty() ? f.addr : f.name, f.inbound ? f.local_port : f.dst.port,
+               f.inbound, f.family, f.type, f.protocol};
   auto [it, fresh] = summaries_.try_emplace(std::move(k));
   Summary& s = it->second;
   if (fresh) {
@@ -580,7 +628,7 @@ void FlowTable::log_summaries(uint64_t now_boot_ns) {
       if (!k.destination.empty()) w.str("address", k.destination);
       if (!s.name.empty()) w.str("domain", s.name);
       if (s.addresses.size() == 1) w.str("ip", *s.addresses.begin());
-      if (k.port) w.num("port", k.port);
+      if (k.port && !k.inbound) w.num("port", k.port);
       if (!s.name.empty()) w.str("registered_domain", registrable_domain(s.name));
       w.close();
     }
@@ -592,6 +640,7 @@ void FlowTable::log_summaries(uint64_t now_boot_ns) {
       if (!s.name.empty()) w.str("name_source", source_name(static_cast<int>(s.source)));
       w.close();
     }
+    process_flags(w, p);
     uint64_t attempts = 0;
     for (uint64_t n : s.results) attempts += n;
     w.open("summary").num("addresses", s.addresses.size()).num("connections", attempts).num("flows", s.flows);
@@ -613,9 +662,9 @@ void FlowTable::log_summaries(uint64_t now_boot_ns) {
         .strings("type", {"connection", "info"})
         .close();
     w.members(ecs_.host);
-    network_object(w, s.dst, k.family, k.type, k.protocol);
+    network_object(w, s.dst, k.family, k.type, k.protocol, k.inbound);
     process_object(w, p, 0);
-    w.open("source").num("bytes", s.bytes).close();
+    source_object(w, s.bytes, k.inbound, k.port);
     tail(w, p);
     write_line(std::move(line));
   }

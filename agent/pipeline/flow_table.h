@@ -107,6 +107,10 @@ class FlowTable {
     uint64_t start_ns = 0;
     uint64_t logged_bytes = 0, logged_ns = 0;
     bool connected = false;
+    // A connection a local server accepted: dst is its client, local_port
+    // the port it accepted on. Logged as ingress, counted apart from egress.
+    bool inbound = false;
+    uint16_t local_port = 0;
     // Naming.
     std::string name;
     NameSource source = NameSource::kAddress;
@@ -124,7 +128,8 @@ class FlowTable {
   struct SummaryKey {
     ProcKey proc;
     std::string destination;  // the name, or the address when unnamed
-    uint16_t port = 0;
+    uint16_t port = 0;        // inbound: the port the server accepted on
+    bool inbound = false;
     uint16_t family = 0, type = 0, protocol = 0;
     auto operator<=>(const SummaryKey&) const = default;
   };
@@ -164,7 +169,10 @@ class FlowTable {
   Summary& summary_for(const Flow& f, uint64_t ts_boot_ns);
   void log_summaries(uint64_t now_boot_ns);
   void network_object(JsonWriter& w, const flow_addr& dst, uint16_t family, uint16_t type,
-                      uint16_t protocol) const;
+                      uint16_t protocol, bool inbound) const;
+  void source_object(JsonWriter& w, uint64_t bytes, bool inbound, uint16_t local_port) const;
+  void process_flags(JsonWriter& w, const Process& p) const;
+  bool is_inbound(uint64_t cookie) const;
   Flow& primary_for(const sock_flow& s);
   void on_dns(const PayloadRecord& rec, bool answer);
   void on_first_bytes(const PayloadRecord& rec);
@@ -178,8 +186,11 @@ class FlowTable {
   std::map<uint64_t, Flow> primary_;
   std::map<ExtraKey, Flow> extra_;
   std::map<uint64_t, Attempt> attempts_;
-  std::set<uint64_t> closed_with_extra_;
+  std::map<uint64_t, proc_ident> closed_with_extra_;  // cookie -> its owner
   std::set<uint64_t> live_cookies_;
+  // Accepted sockets among the live ones and those closed since the last
+  // poll, for the flows of their other senders.
+  std::set<uint64_t> inbound_live_, inbound_closed_;
   uint64_t results_without_attempt_ = 0;
   std::map<std::string, uint64_t> parse_failures_;
   std::map<std::string, uint64_t> unsent_udp_connects_;

@@ -81,6 +81,8 @@ std::shared_ptr<const Process> ProcessTable::on_exec(const ExecRecord& rec) {
   p->uid = e.uid;
   p->gid = e.gid;
   p->cgroup_id = e.cgroup_id;
+  p->exec_id = e.proc.exec_id;
+  p->fileless = e.flags & EXEC_F_FILELESS;
   // The task iterator cannot read another process's memory: its command
   // line comes from proc_root, as a running process's would.
   if ((e.flags & EXEC_F_FROM_ITER) && p->argv.empty()) fill_from_proc_fs(*p);
@@ -99,7 +101,13 @@ std::shared_ptr<const Process> ProcessTable::on_exec(const ExecRecord& rec) {
   } else if (e.tool_id) {
     set_tool(*p, e.tool_id, false);  // the kernel's tag, when the tree is unknown here
   }
-  procs_[p->key] = Entry{p, 0};
+  Entry next{p, 0, {}};
+  if (auto it = procs_.find(p->key); it != procs_.end()) {
+    next.earlier = std::move(it->second.earlier);
+    if (next.earlier.size() == kImagesKept) next.earlier.erase(next.earlier.begin());
+    next.earlier.push_back(std::move(it->second.proc));
+  }
+  procs_[p->key] = std::move(next);
   return p;
 }
 
@@ -118,6 +126,7 @@ std::shared_ptr<const Process> ProcessTable::on_fork(const fork_event& ev) {
   p->comm = ev.comm;
   p->uid = ev.uid;
   p->cgroup_id = ev.cgroup_id;
+  p->exec_id = ev.child.exec_id;
   p->tool_id = 0;
   p->tool.clear();
   p->tool_own = false;
@@ -129,7 +138,7 @@ std::shared_ptr<const Process> ProcessTable::on_fork(const fork_event& ev) {
   } else if (!parent_known && ev.tool_id) {
     set_tool(*p, ev.tool_id, false);
   }
-  procs_[child] = Entry{p, 0};
+  procs_[child] = Entry{p, 0, {}};
   return p;
 }
 
@@ -142,10 +151,20 @@ std::shared_ptr<const Process> ProcessTable::find(ProcKey key) const {
   return it == procs_.end() ? nullptr : it->second.proc;
 }
 
+std::shared_ptr<const Process> ProcessTable::resolve(ProcKey key, uint32_t exec_id) {
+  auto it = procs_.find(key);
+  if (it == procs_.end()) return resolve(key);
+  const Entry& e = it->second;
+  if (e.proc->exec_id != exec_id)
+    for (const auto& image : e.earlier)
+      if (image->exec_id == exec_id) return image;
+  return e.proc;
+}
+
 std::shared_ptr<const Process> ProcessTable::resolve(ProcKey key) {
   if (auto p = find(key)) return p;
   std::shared_ptr<const Process> p = from_proc_fs(key);
-  procs_[key] = Entry{p, 0};
+  procs_[key] = Entry{p, 0, {}};
   return p;
 }
 

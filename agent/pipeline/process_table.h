@@ -66,6 +66,11 @@ struct Process {
   uint32_t uid = 0;
   uint32_t gid = 0;
   uint64_t cgroup_id = 0;
+  // Which program of the process this is: the kernel's self_exec_id (low
+  // bits), which each execve moves on. Bytes carry it, so they are charged to
+  // the image that sent them.
+  uint32_t exec_id = 0;
+  bool fileless = false;  // run from a memfd or another file in no directory
   bool known = true;  // false: seen only through a socket, identity not found
   uint32_t tool_id = 0;  // ToolMatcher id; 0: not a tool
   std::string tool;      // its name, "" when none
@@ -98,6 +103,10 @@ class ProcessTable {
 
   // The process, or a record built from proc_root, or an unknown placeholder.
   std::shared_ptr<const Process> resolve(ProcKey key);
+  // The image of the process that ran with exec_id: the current one, one of
+  // the last kImagesKept before it, or the current one when none matches.
+  std::shared_ptr<const Process> resolve(ProcKey key, uint32_t exec_id);
+  static constexpr size_t kImagesKept = 4;
   std::shared_ptr<const Process> find(ProcKey key) const;
 
   // Forget processes that exited more than keep_ns before now_ns.
@@ -110,6 +119,9 @@ class ProcessTable {
   struct Entry {
     std::shared_ptr<const Process> proc;
     uint64_t exit_ns = 0;  // 0 while running
+    // The images it ran before, oldest first: sockets they opened may
+    // still report bytes.
+    std::vector<std::shared_ptr<const Process>> earlier;
   };
   std::shared_ptr<Process> from_proc_fs(ProcKey key) const;
   void fill_from_proc_fs(Process& p) const;

@@ -24,9 +24,11 @@ static __always_inline struct exec_event *exec_record(struct task_struct *task)
 	if (!e)
 		return NULL;
 	e->proc.tgid = BPF_CORE_READ(task, tgid);
+	e->proc.exec_id = task_exec_id(task);
 	e->proc.start_ns = task_start_ns(task);
 	parent = BPF_CORE_READ(task, real_parent);
 	e->parent.tgid = BPF_CORE_READ(parent, tgid);
+	e->parent.exec_id = task_exec_id(parent);
 	e->parent.start_ns = task_start_ns(parent);
 	e->uid = BPF_CORE_READ(task, cred, uid.val);
 	e->gid = BPF_CORE_READ(task, cred, gid.val);

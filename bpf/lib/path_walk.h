@@ -89,6 +89,38 @@ static long path_step(__u32 index, void *ctx)
 }
 
 /*
+ * A file that is its own dentry's root without being its mount's root has no
+ * place in a tree: memfd_create's, or another anonymous file's. The kernel
+ * names it "/NAME (deleted)" (simple_dname), and so does this.
+ */
+static __always_inline __u32 pseudo_file_name(struct dentry *dentry, char *out, __u16 *flags)
+{
+	__u32 len = BPF_CORE_READ(dentry, d_name.len) & NAME_MASK;
+	const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
+
+	*flags |= EXEC_F_FILELESS;
+	out[0] = '/';
+	mask_for_verifier(len, NAME_MASK);
+	if (bpf_probe_read_kernel(&out[1], len, name))
+		kstat_inc(KSTAT_READ_FAIL);
+	len &= NAME_MASK;
+	/* Byte by byte: a static string would be a .rodata variable whose
+	 * BTF the kernel refuses ("Invalid offset"). */
+	char *tail = &out[1 + len];
+	tail[0] = ' ';
+	tail[1] = '(';
+	tail[2] = 'd';
+	tail[3] = 'e';
+	tail[4] = 'l';
+	tail[5] = 'e';
+	tail[6] = 't';
+	tail[7] = 'e';
+	tail[8] = 'd';
+	tail[9] = ')';
+	return 1 + len + 10;
+}
+
+/*
  * Walk dentries and mounts from path to the root of its mount tree, writing
  * the components backwards into a scratch buffer, then copy the result to
  * out. Returns the length written (no terminating NUL).
@@ -107,6 +139,11 @@ static __always_inline __u32 resolve_path(const struct path *path, char *out, __
 	b->w.complete = 0;
 	if (!b->w.dentry || !b->w.vfsmnt)
 		return 0;
+	struct dentry *dentry = b->w.dentry;
+	struct vfsmount *vfsmnt = b->w.vfsmnt;
+
+	if (dentry == BPF_CORE_READ(dentry, d_parent) && dentry != BPF_CORE_READ(vfsmnt, mnt_root))
+		return pseudo_file_name(dentry, out, flags);
 
 	if (bounded) {
 		/* No bpf_loop (before 5.17): a loop the verifier follows.

@@ -20,13 +20,32 @@ static __always_inline __u64 task_start_ns(struct task_struct *task)
 	return BPF_CORE_READ(task, group_leader, start_boottime);
 }
 
+/* Which program task runs: self_exec_id grows at each execve (a u32 before
+ * 5.7, hence the sized read). */
+static __always_inline __u32 task_exec_id(struct task_struct *task)
+{
+	return (__u32)BPF_CORE_READ_BITFIELD_PROBED(task, self_exec_id);
+}
+
+/* The same for the current task; btf: the program may load from
+ * bpf_get_current_task_btf() (tp_btf, fexit), which spares a helper call. */
+static __always_inline __u32 current_exec_id(bool btf)
+{
+	if (btf) {
+		struct task_struct *task = bpf_get_current_task_btf();
+
+		return (__u32)BPF_CORE_READ_BITFIELD(task, self_exec_id);
+	}
+	return task_exec_id((struct task_struct *)bpf_get_current_task());
+}
+
 /* pid_tgid: the program's bpf_get_current_pid_tgid(). */
 static __always_inline void current_ident_of(__u64 pid_tgid, struct proc_ident *id)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 
 	id->tgid = pid_tgid >> 32;
-	id->_pad = 0;
+	id->exec_id = task_exec_id(task);
 	id->start_ns = task_start_ns(task);
 }
 

@@ -23,7 +23,8 @@
 #include "lib/emit.h"
 #include "lib/sock_flow.h"
 
-/* A socket first seen at a send: it predates the agent, or was accepted. */
+/* A socket first seen at a send: it predates the agent, or was accepted (then
+ * inet_sock_set_state made its state, marked SOCK_F_INBOUND, with no owner). */
 static __always_inline struct sock_flow *adopt_sock(struct sock *sk, bool btf)
 {
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
@@ -40,7 +41,8 @@ static __always_inline struct sock_flow *adopt_sock(struct sock *sk, bool btf)
 	 * workaround: tracing_cookie */
 	flow_init(f, sock_state_hash ? hash_key_of(sk) : bpf_get_socket_cookie(sk), family,
 		  BPF_CORE_READ_BITFIELD_PROBED(sk, sk_type),
-		  BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol), SOCK_F_ADOPTED);
+		  BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol), SOCK_F_ADOPTED | (f->flags & SOCK_F_INBOUND));
+	f->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
 	if (f->flags & SOCK_F_UNCONNECTED)
 		return f;
 	f->dst.family = family;
@@ -105,13 +107,15 @@ static __always_inline void count_send(struct sock *sk, long ret, bool btf)
 	if (ret <= 0 || !sk)
 		return;
 	f = state_of_sk(sk, false, btf);
-	if (!f) {
+	if (!f || !f->cookie) { /* no state, or an accepted socket's without an owner */
 		f = adopt_sock(sk, btf);
 		if (!f)
 			return;
 	}
 	pid_tgid = bpf_get_current_pid_tgid();
-	if ((pid_tgid >> 32) == f->owner.tgid &&
+	/* The owner is one program: after an execve the process sends as
+	 * another, whose bytes go to flow_extra under its own exec_id. */
+	if ((pid_tgid >> 32) == f->owner.tgid && current_exec_id(btf) == f->owner.exec_id &&
 	    !(f->flags & (SOCK_F_UNCONNECTED | SOCK_F_NO_RELEASE))) {
 		__sync_fetch_and_add(&f->bytes, ret);
 		__sync_fetch_and_add(&f->sends, 1);

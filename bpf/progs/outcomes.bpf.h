@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * How connects and flows end: tp_btf/inet_sock_set_state reports a TCP
- * connect's outcome, cgroup/sock_release a socket's last counters (and the
- * outcome of an attempt still pending).
+ * connect's outcome (and marks the sockets a local server accepts as
+ * inbound), cgroup/sock_release a socket's last counters (and the outcome of
+ * an attempt still pending).
  * Included once, by egressd.bpf.c, in the order of the object.
  */
 #ifndef EGRESSD_PROGS_OUTCOMES_BPF_H
@@ -20,7 +21,10 @@
 #include "lib/emit.h"
 
 /* Runs at every TCP state change; only the change out of SYN_SENT (one in
- * six of a short connection's) reads the socket's state. */
+ * six of a short connection's) reads the socket's state, and the change of a
+ * connection a local server accepted (SYN_RECV to ESTABLISHED, in softirq:
+ * the current task is nobody's) makes a state that says so, for the first
+ * send to find and give an owner. */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
 {
@@ -28,6 +32,14 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, con
 	__u32 result;
 	__s32 err;
 
+	if (oldstate == TCP_SYN_RECV) {
+		if (newstate != TCP_ESTABLISHED)
+			return 0;
+		f = state_of_sk((struct sock *)sk, true, true);
+		if (f && !f->cookie)
+			f->flags |= SOCK_F_INBOUND;
+		return 0;
+	}
 	if (oldstate != TCP_SYN_SENT)
 		return 0;
 	f = state_of_sk((struct sock *)sk, false, true);

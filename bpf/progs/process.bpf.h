@@ -103,8 +103,10 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 		return 0; /* a new thread, not a new process */
 
 	e.child.tgid = BPF_CORE_READ(child, tgid);
+	e.child.exec_id = task_exec_id(child);
 	e.child.start_ns = BPF_CORE_READ(child, start_boottime);
 	e.parent.tgid = BPF_CORE_READ(parent, tgid);
+	e.parent.exec_id = task_exec_id(parent);
 	e.parent.start_ns = task_start_ns(parent);
 	e.uid = BPF_CORE_READ(child, cred, uid.val);
 	e.cgroup_id = BPF_CORE_READ(child, cgroups, dfl_cgrp, kn, id);

@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <netinet/ip_icmp.h>
 #include <netinet/tcp.h>
+#include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -177,7 +178,11 @@ void usage() {
                "  udp-mmsg HOST PORT COUNT SIZE      unconnected UDP, one sendmmsg call\n"
                "  icmp HOST COUNT PAYLOAD            raw ICMP echo requests\n"
                "  packet IFNAME COUNT SIZE           AF_PACKET frames\n"
-               "  tcp-sink ADDR PORT                 accept and drain (for namespaces)\n");
+               "  tcp-sink ADDR PORT                 accept and drain (for namespaces)\n"
+               "  memfd-exec NAME MODE ...           copy this program into memfd NAME and run MODE from it\n"
+               "  tcp-exec HOST PORT BYTES EXE BYTES2  send BYTES, exec EXE to send BYTES2 on the same socket\n"
+               "  send-fd FD BYTES                   send on an inherited connected socket, then close it\n"
+               "  serve-send ADDR PORT BYTES         accept one connection, send BYTES to it, close\n");
   std::exit(2);
 }
 
@@ -408,6 +413,57 @@ int main(int argc, char** argv) {
       }
       close(c);
     }
+  } else if (mode == "memfd-exec" && n >= 2) {
+    // A fileless program: this binary's bytes in an anonymous memory file,
+    // executed from it (what /proc/PID/exe shows as "/memfd:NAME (deleted)").
+    int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (self < 0) die("open /proc/self/exe");
+    int mem = memfd_create(a[0], MFD_CLOEXEC);
+    if (mem < 0) die("memfd_create");
+    char buf[65536];
+    for (ssize_t r; (r = read(self, buf, sizeof(buf))) != 0;) {
+      if (r < 0) die("read /proc/self/exe");
+      if (write(mem, buf, static_cast<size_t>(r)) != r) die("write memfd");
+    }
+    close(self);
+    std::vector<char*> args = {argv[0]};
+    for (int k = 1; k < n; ++k) args.push_back(a[k]);
+    args.push_back(nullptr);
+    fexecve(mem, args.data(), environ);
+    die("fexecve");
+  } else if (mode == "tcp-exec" && n == 5) {
+    // Bytes before and after an execve on one socket the new image keeps.
+    int fd = tcp_connect(parse_addr(a[0], std::atoi(a[1])));
+    send_with(fd, "send", arg_size(a, 2), 1000);
+    std::string fd_text = std::to_string(fd);
+    char* args[] = {a[3], const_cast<char*>("send-fd"), fd_text.data(), a[4], nullptr};
+    execv(a[3], args);
+    die("execv");
+  } else if (mode == "send-fd" && n == 2) {
+    int fd = std::atoi(a[0]);
+    bytes = arg_size(a, 1);
+    send_with(fd, "send", bytes, 1000);
+    close(fd);
+  } else if (mode == "serve-send" && n == 3) {
+    // A local server: its bytes go to a client that connected to it.
+    Addr at = parse_addr(a[0], std::atoi(a[1]));
+    int s = socket(at.family, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(s, reinterpret_cast<sockaddr*>(&at.ss), at.len) < 0) die("bind");
+    if (listen(s, 16) < 0) die("listen");
+    std::printf("{\"pid\":%d,\"listening\":true}\n", getpid());
+    std::fflush(stdout);
+    int c = accept(s, nullptr, nullptr);
+    if (c < 0) die("accept");
+    bytes = arg_size(a, 2);
+    send_with(c, "send", bytes, 1000);
+    shutdown(c, SHUT_WR);
+    char sink[4096];
+    while (read(c, sink, sizeof(sink)) > 0) {
+    }
+    close(c);
+    close(s);
   } else {
     usage();
   }

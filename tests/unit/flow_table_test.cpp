@@ -100,6 +100,72 @@ TEST_F(FlowTableTest, ConnectResultAndCloseMakeTwoEvents) {
   EXPECT_EQ(snap[0].first.transport, "tcp");
 }
 
+// A connection a local server accepted: ingress, its local port in source,
+// its bytes under egressd_inbound_sent_bytes_total's series only.
+TEST_F(FlowTableTest, AcceptedConnectionIsIngressAndNotAnEgressSeries) {
+  sock_flow s = sock(21, 6400);
+  s.flags = SOCK_F_ADOPTED | SOCK_F_INBOUND;
+  s.dst = dst("192.0.2.77", 51234);
+  s.local_port = 8080;
+  sock_close_event close{};
+  close.hdr = {EVENT_SOCK_CLOSE, sizeof(close), 0, 9000};
+  close.reason = CLOSE_RELEASE;
+  close.flow = s;
+  flows_->on_close(close);
+  auto l = lines();
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_EQ(l[0]["event"]["action"], "flow-ended");
+  EXPECT_EQ(l[0]["network"]["direction"], "ingress");
+  EXPECT_EQ(l[0]["source"]["port"], 8080);
+  EXPECT_EQ(l[0]["source"]["bytes"], 6400);
+  EXPECT_EQ(l[0]["destination"]["port"], 51234);
+  auto snap = counters_.snapshot();
+  ASSERT_EQ(snap.size(), 1u);
+  EXPECT_TRUE(snap[0].first.inbound);
+  EXPECT_EQ(snap[0].first.port, "8080");
+  EXPECT_EQ(snap[0].first.destination, "");
+  EXPECT_EQ(snap[0].second.sent_bytes, 6400u);
+  EXPECT_EQ(snap[0].second.connections[0], 0u);
+}
+
+// The owner's bytes after an execve come as an extra flow under its new
+// exec_id: charged to the new image, under an id of their own.
+TEST_F(FlowTableTest, OwnerBytesAfterExecveAreAFlowOfTheNewImage) {
+  flows_->on_connect(connect_ev(31, 443, 1000, 500));
+  flows_->on_connect_result({{EVENT_CONNECT_RESULT, 32, 0, 2000}, 31, CONNECT_RESULT_OK, 0});
+  ExecRecord r{};
+  r.fixed.proc = {500, 1, 42};
+  r.exe = "/usr/bin/python3";
+  r.argv = {"python3", "upload.py"};
+  procs_.on_exec(r);
+  sock_close_event close{};
+  close.hdr = {EVENT_SOCK_CLOSE, sizeof(close), 0, 9000};
+  close.reason = CLOSE_RELEASE;
+  close.flow = sock(31, 2500);
+  close.flow.flags |= SOCK_F_EXTRA;
+  flows_->on_close(close);
+  flow_key k{};
+  k.cookie = 31;
+  k.sender = {500, 1, 42};
+  k.dst = dst("192.0.2.10", 443);
+  flow_counters c{};
+  c.bytes = 7100;
+  c.sends = 8;
+  c.first_ns = 5000;
+  c.last_ns = 8000;
+  c.sk_family = AF_INET;
+  c.sk_type = SOCK_STREAM;
+  c.sk_protocol = IPPROTO_TCP;
+  EXPECT_EQ(flows_->on_extra_flows({{k, c}}).size(), 1u);
+  std::map<std::string, std::pair<std::string, uint64_t>> by_id;
+  for (const auto& e : lines())
+    if (e["event"]["action"] == "flow-ended")
+      by_id[e["egressd"]["flow"]["id"]] = {e["process"]["executable"], e["source"]["bytes"]};
+  ASSERT_EQ(by_id.size(), 2u);
+  EXPECT_EQ(by_id["31-500-192.0.2.10-443"], (std::pair<std::string, uint64_t>{"/usr/bin/curl", 2500}));
+  EXPECT_EQ(by_id["31-500-192.0.2.10-443-x1"], (std::pair<std::string, uint64_t>{"/usr/bin/python3", 7100}));
+}
+
 TEST_F(FlowTableTest, RefusedConnectionNamesItsErrorAndThread) {
   flows_->on_connect(connect_ev(11, 443, 1000, 501));
   flows_->on_connect_result({{EVENT_CONNECT_RESULT, 32, 0, 1500}, 11, CONNECT_RESULT_REFUSED, ECONNREFUSED});

@@ -44,6 +44,36 @@ TEST(ProcessTable, ForkInheritsIdentityAndExecReplacesIt) {
   EXPECT_EQ(after->entity_id, before->entity_id);  // same process lifetime
 }
 
+TEST(ProcessTable, BytesFindTheImageThatSentThemByExecId) {
+  ProcessTable t("/nonexistent", "host");
+  for (uint32_t k = 1; k <= 6; ++k) {
+    ExecRecord r = exec_of(300, 1000, "/usr/bin/image" + std::to_string(k), {"image"});
+    r.fixed.proc.exec_id = 10 + k;
+    t.on_exec(r);
+  }
+  EXPECT_EQ(t.resolve({300, 1000}, 16)->exe, "/usr/bin/image6");  // the current image
+  EXPECT_EQ(t.resolve({300, 1000}, 15)->exe, "/usr/bin/image5");
+  EXPECT_EQ(t.resolve({300, 1000}, 12)->exe, "/usr/bin/image2");  // the oldest of the four kept
+  EXPECT_EQ(t.resolve({300, 1000}, 11)->exe, "/usr/bin/image6");  // forgotten: the current one
+  EXPECT_EQ(t.resolve({300, 1000}, 99)->exe, "/usr/bin/image6");  // not seen yet: the current one
+  EXPECT_EQ(t.size(), 1u);
+}
+
+TEST(ProcessTable, FileLessImageIsFlaggedAndAChildInheritsItsExecId) {
+  ProcessTable t("/nonexistent", "host");
+  ExecRecord r = exec_of(310, 1000, "/memfd:payload (deleted)", {"x"});
+  r.fixed.flags = EXEC_F_FILELESS;
+  r.fixed.proc.exec_id = 7;
+  EXPECT_TRUE(t.on_exec(r)->fileless);
+  fork_event f{};
+  f.child = {311, 7, 2000};
+  f.parent = {310, 7, 1000};
+  auto child = t.on_fork(f);
+  EXPECT_TRUE(child->fileless);
+  EXPECT_EQ(child->exec_id, 7u);
+  EXPECT_FALSE(t.on_exec(exec_of(312, 1000, "/usr/bin/true", {"true"}))->fileless);
+}
+
 TEST(ProcessTable, PidReuseIsANewProcess) {
   ProcessTable t("/nonexistent", "h");
   t.on_exec(exec_of(200, 1000, "/usr/bin/curl", {"curl"}));
