@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 #include <vector>
 
@@ -133,6 +134,32 @@ bool EventLog::rotate() {
   return true;
 }
 
+// The file written is the one the path names. A log removed while the agent
+// runs (by hand, by a rotation tool, with its directory) is made again, with
+// its directory when that went too: lines written to the removed file would be
+// lost to every reader without a trace. When it cannot be made, the lines
+// count as write failures.
+bool EventLog::ensure_file() {
+  struct stat by_path {}, by_fd {};
+  if (::stat(opts_.path.c_str(), &by_path) == 0 && fstat(fd_, &by_fd) == 0 && by_path.st_dev == by_fd.st_dev &&
+      by_path.st_ino == by_fd.st_ino)
+    return true;
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(opts_.path).parent_path();
+  std::error_code ec;
+  if (!dir.empty() && !fs::exists(dir, ec) && fs::create_directories(dir, ec))
+    fs::permissions(dir, fs::perms::owner_all, ec);
+  const int fd = open_log(opts_.path);
+  if (fd < 0) return false;
+  fchmod(fd, 0600);
+  ::close(fd_);
+  fd_ = fd;
+  size_ = 0;
+  ++reopens_;
+  log_warning("event log {} was removed while egressd wrote it; writing to a new one there", opts_.path);
+  return true;
+}
+
 bool EventLog::rotation_due(uint64_t pending, size_t next) const {
   return opts_.path != "-" && opts_.max_files > 0 && size_ + pending > 0 &&
          size_ + pending + next > opts_.max_bytes;
@@ -190,6 +217,11 @@ void EventLog::write_batch(std::deque<std::string>& batch) {
   constexpr size_t kMaxIov = 1024;  // IOV_MAX on Linux
   std::vector<iovec> iov;
   iov.reserve(std::min(batch.size(), kMaxIov));
+  if (opts_.path != "-" && !ensure_file()) {
+    const int err = errno;
+    for (size_t k = 0; k < batch.size(); ++k) note_failed(err);
+    return;
+  }
   size_t i = 0;
   while (i < batch.size()) {
     if (rotation_due(0, batch[i].size())) rotate();

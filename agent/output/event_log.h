@@ -65,6 +65,8 @@ class EventLog : public EventSink {
   uint64_t write_failures() const { return failures_.load(); }
   uint64_t dropped() const { return dropped_.load(); }
   uint64_t rotations() const { return rotations_.load(); }
+  // Times the log file (or its directory) was found removed and made again.
+  uint64_t reopens() const { return reopens_.load(); }
 
  private:
   EventLog(LogOptions opts, int fd);
@@ -76,6 +78,7 @@ class EventLog : public EventSink {
   void note_written(size_t bytes);
   void note_failed(int err);
   bool rotate();
+  bool ensure_file();
 
   LogOptions opts_;
   int fd_;
@@ -96,7 +99,7 @@ class EventLog : public EventSink {
   enum class DiskState { ok, failing, settling } disk_ = DiskState::ok;
   std::chrono::steady_clock::time_point settling_since_{};
   uint64_t failures_reported_ = 0;  // failures_ when the failure was reported
-  std::atomic<uint64_t> lines_{0}, failures_{0}, dropped_{0}, rotations_{0};
+  std::atomic<uint64_t> lines_{0}, failures_{0}, dropped_{0}, rotations_{0}, reopens_{0};
   std::thread writer_;
 };
 

@@ -36,6 +36,7 @@ struct AgentHealth {
   uint64_t log_lines = 0;
   uint64_t log_write_failures = 0;
   uint64_t log_dropped = 0;
+  uint64_t log_reopens = 0;
   std::map<std::string, uint64_t> parse_failures;  // parser -> count
   std::map<std::string, uint64_t> unsent_udp_connects;  // tool -> count
   uint64_t flow_map_entries = 0;

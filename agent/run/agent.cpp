@@ -29,7 +29,7 @@ struct Agent::State {
   // Health numbers the event loop publishes and scrapes read.
   mutable std::mutex health_mu;
   PipelineStats stats;
-  uint64_t open_flows = 0, processes = 0, log_lines = 0, log_failures = 0, log_dropped = 0;
+  uint64_t open_flows = 0, processes = 0, log_lines = 0, log_failures = 0, log_dropped = 0, log_reopens = 0;
   std::map<std::string, uint64_t> parse_failures;
   std::map<std::string, uint64_t> unsent_udp_connects;
 
@@ -69,6 +69,7 @@ AgentHealth Agent::State::health() const {
   h.log_lines = log_lines;
   h.log_write_failures = log_failures;
   h.log_dropped = log_dropped;
+  h.log_reopens = log_reopens;
   h.parse_failures = parse_failures;
   h.unsent_udp_connects = unsent_udp_connects;
   h.flow_map_entries = stats.flow_extra_entries;
@@ -86,6 +87,7 @@ void Agent::State::publish_health() {
   log_lines = log->lines();
   log_failures = log->write_failures();
   log_dropped = log->dropped();
+  log_reopens = log->reopens();
   parse_failures = flows.parse_failures();
   unsent_udp_connects = flows.unsent_udp_connects();
 }

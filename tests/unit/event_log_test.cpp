@@ -87,6 +87,56 @@ TEST_F(EventLogTest, RotatesBySizeAndKeepsMaxFiles) {
   EXPECT_EQ(nlohmann::json::parse(last)["i"], 999);
 }
 
+// A log removed while egressd writes it, then its whole directory: the next
+// lines go to a new file at the same path (the directory made again, 0700),
+// not to a removed file nobody can read.
+TEST_F(EventLogTest, RemovedFileAndDirectoryAreMadeAgainAndNoLineIsLost) {
+  const std::string dir = dir_ + "/logs";
+  fs::create_directory(dir);
+  const std::string path = dir + "/events.json";
+  auto log = EventLog::open(path);
+  for (int i = 0; i < 10; ++i) log->write(nlohmann::json{{"i", i}});
+  log->flush();
+  fs::remove(path);
+  for (int i = 0; i < 20; ++i) log->write(nlohmann::json{{"i", i}});
+  log->flush();
+  EXPECT_EQ(count_lines(path), 20u);
+  EXPECT_EQ(log->reopens(), 1u);
+  fs::remove_all(dir);
+  for (int i = 0; i < 30; ++i) log->write(nlohmann::json{{"i", i}});
+  log->flush();
+  EXPECT_EQ(count_lines(path), 30u);
+  EXPECT_EQ(log->reopens(), 2u);
+  EXPECT_EQ(log->write_failures(), 0u);
+  EXPECT_EQ(log->lines(), 60u);
+  struct stat st {};
+  ASSERT_EQ(stat(dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+// Where the log cannot be made again (a file now holds its directory's
+// name), its lines are write failures, counted, and the log recovers once
+// the path is usable again.
+TEST_F(EventLogTest, LogThatCannotBeMadeAgainCountsItsLines) {
+  const std::string dir = dir_ + "/logs";
+  fs::create_directory(dir);
+  const std::string path = dir + "/events.json";
+  auto log = EventLog::open(path);
+  fs::remove_all(dir);
+  std::ofstream(dir) << "not a directory";
+  for (int i = 0; i < 7; ++i) log->write(nlohmann::json{{"i", i}});
+  log->flush();
+  EXPECT_EQ(log->write_failures(), 7u);
+  EXPECT_EQ(log->lines(), 0u);
+  fs::remove(dir);
+  log->write(nlohmann::json{{"i", 7}});
+  log->flush();
+  EXPECT_EQ(count_lines(path), 1u);
+  EXPECT_EQ(log->write_failures(), 7u);
+}
+
 TEST_F(EventLogTest, UnopenablePathIsOneLine) {
   try {
     EventLog::open(dir_ + "/missing/events.json");
