@@ -19,21 +19,8 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-class Attribution : public ::testing::Test {
+class Attribution : public SharedAgentTest {
  protected:
-  static void SetUpTestSuite() {
-    if (!bpf_unavailable_reason().empty()) return;
-    agent_ = new AgentProcess();
-  }
-  static void TearDownTestSuite() {
-    delete agent_;
-    agent_ = nullptr;
-  }
-  void SetUp() override {
-    EGRESSD_REQUIRE_KERNEL();
-    ASSERT_TRUE(agent_ && agent_->started()) << agent_->stderr_text();
-  }
-
   // The flow-ended events of pid to port, once their bytes reach want.
   static std::vector<nlohmann::json> ended_flows(int pid, int port, uint64_t want) {
     wait_until([&] { return logged_bytes(agent_->events(), pid, port) >= want; }, 10s);
@@ -42,8 +29,6 @@ class Attribution : public ::testing::Test {
       if (field(e, "destination.port") == std::to_string(port)) out.push_back(e);
     return out;
   }
-
-  static inline AgentProcess* agent_ = nullptr;
 };
 
 TEST_F(Attribution, ProgramRunFromMemfdIsNamedAsProcExeNamesItAndFlaggedFileless) {

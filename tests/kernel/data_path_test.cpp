@@ -20,21 +20,8 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-class DataPath : public ::testing::Test {
+class DataPath : public SharedAgentTest {
  protected:
-  static void SetUpTestSuite() {
-    if (!bpf_unavailable_reason().empty()) return;
-    agent_ = new AgentProcess();
-  }
-  static void TearDownTestSuite() {
-    delete agent_;
-    agent_ = nullptr;
-  }
-  void SetUp() override {
-    EGRESSD_REQUIRE_KERNEL();
-    ASSERT_TRUE(agent_ && agent_->started()) << agent_->stderr_text();
-  }
-
   // The flows of pid to port reach exactly want bytes in the log and in
   // egressd_sent_bytes_total for binary, and the log names the binary.
   static void expect_exact(const TrafficResult& r, int pid, int port, uint64_t want,
@@ -57,10 +44,7 @@ class DataPath : public ::testing::Test {
                10s);
     EXPECT_EQ(got, double(want)) << "egressd_sent_bytes_total for port " << port;
   }
-
-  static AgentProcess* agent_;
 };
-AgentProcess* DataPath::agent_ = nullptr;
 
 struct TcpCase {
   std::string method;

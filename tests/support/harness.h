@@ -72,6 +72,25 @@ class AgentProcess {
   std::unique_ptr<Subprocess> proc_;
 };
 
+// A suite whose tests share one agent with its defaults, started once for
+// the suite. SetUp fails each test (skips it, outside CI) when the kernel
+// cannot run it, or when the agent did not start.
+class SharedAgentTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (bpf_unavailable_reason().empty()) agent_ = new AgentProcess();
+  }
+  static void TearDownTestSuite() {
+    delete agent_;
+    agent_ = nullptr;
+  }
+  void SetUp() override {
+    EGRESSD_REQUIRE_KERNEL();
+    ASSERT_TRUE(agent_ && agent_->started()) << (agent_ ? agent_->stderr_text() : "no agent");
+  }
+  static inline AgentProcess* agent_ = nullptr;
+};
+
 struct TrafficResult {
   int pid = 0;
   uint64_t bytes = 0;

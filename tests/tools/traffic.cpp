@@ -79,6 +79,19 @@ int tcp_connect(const Addr& a) {
   return fd;
 }
 
+// Listens on a, then says so on stdout (the test waits for that line).
+int tcp_listen(const Addr& a) {
+  int s = socket(a.family, SOCK_STREAM, 0);
+  if (s < 0) die("socket");
+  int one = 1;
+  setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(s, reinterpret_cast<const sockaddr*>(&a.ss), a.len) < 0) die("bind");
+  if (listen(s, 16) < 0) die("listen");
+  std::printf("{\"pid\":%d,\"listening\":true}\n", getpid());
+  std::fflush(stdout);
+  return s;
+}
+
 // Sends total bytes in chunks with the named method on a connected socket.
 void send_with(int fd, const std::string& method, size_t total, size_t chunk) {
   std::vector<char> buf(chunk, 'e');
@@ -397,14 +410,7 @@ int main(int argc, char** argv) {
     bytes = count * size;
     close(fd);
   } else if (mode == "tcp-sink" && n == 2) {
-    Addr at = parse_addr(a[0], std::atoi(a[1]));
-    int s = socket(at.family, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(s, reinterpret_cast<sockaddr*>(&at.ss), at.len) < 0) die("bind");
-    if (listen(s, 16) < 0) die("listen");
-    std::printf("{\"pid\":%d,\"listening\":true}\n", getpid());
-    std::fflush(stdout);
+    int s = tcp_listen(parse_addr(a[0], std::atoi(a[1])));
     for (;;) {
       int c = accept(s, nullptr, nullptr);
       if (c < 0) die("accept");
@@ -446,14 +452,7 @@ int main(int argc, char** argv) {
     close(fd);
   } else if (mode == "serve-send" && n == 3) {
     // A local server: its bytes go to a client that connected to it.
-    Addr at = parse_addr(a[0], std::atoi(a[1]));
-    int s = socket(at.family, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(s, reinterpret_cast<sockaddr*>(&at.ss), at.len) < 0) die("bind");
-    if (listen(s, 16) < 0) die("listen");
-    std::printf("{\"pid\":%d,\"listening\":true}\n", getpid());
-    std::fflush(stdout);
+    int s = tcp_listen(parse_addr(a[0], std::atoi(a[1])));
     int c = accept(s, nullptr, nullptr);
     if (c < 0) die("accept");
     bytes = arg_size(a, 2);

@@ -57,6 +57,15 @@ class FlowTableTest : public ::testing::Test {
     return s;
   }
 
+  // The release of socket s at ts.
+  static sock_close_event close_ev(const sock_flow& s, uint64_t ts) {
+    sock_close_event e{};
+    e.hdr = {EVENT_SOCK_CLOSE, sizeof(e), 0, ts};
+    e.reason = CLOSE_RELEASE;
+    e.flow = s;
+    return e;
+  }
+
   uint64_t sent(const std::string& port) {
     uint64_t sum = 0;
     for (const auto& [k, t] : counters_.snapshot())
@@ -76,11 +85,7 @@ class FlowTableTest : public ::testing::Test {
 TEST_F(FlowTableTest, ConnectResultAndCloseMakeTwoEvents) {
   flows_->on_connect(connect_ev(9, 443, 1000, 500));
   flows_->on_connect_result({{EVENT_CONNECT_RESULT, 32, 0, 3000}, 9, CONNECT_RESULT_OK, 0});
-  sock_close_event close{};
-  close.hdr = {EVENT_SOCK_CLOSE, sizeof(close), 0, 9000};
-  close.reason = CLOSE_RELEASE;
-  close.flow = sock(9, 4096);
-  flows_->on_close(close);
+  flows_->on_close(close_ev(sock(9, 4096), 9000));
 
   auto l = lines();
   ASSERT_EQ(l.size(), 2u);
@@ -107,11 +112,7 @@ TEST_F(FlowTableTest, AcceptedConnectionIsIngressAndNotAnEgressSeries) {
   s.flags = SOCK_F_ADOPTED | SOCK_F_INBOUND;
   s.dst = dst("192.0.2.77", 51234);
   s.local_port = 8080;
-  sock_close_event close{};
-  close.hdr = {EVENT_SOCK_CLOSE, sizeof(close), 0, 9000};
-  close.reason = CLOSE_RELEASE;
-  close.flow = s;
-  flows_->on_close(close);
+  flows_->on_close(close_ev(s, 9000));
   auto l = lines();
   ASSERT_EQ(l.size(), 1u);
   EXPECT_EQ(l[0]["event"]["action"], "flow-ended");
@@ -138,12 +139,9 @@ TEST_F(FlowTableTest, OwnerBytesAfterExecveAreAFlowOfTheNewImage) {
   r.exe = "/usr/bin/python3";
   r.argv = {"python3", "upload.py"};
   procs_.on_exec(r);
-  sock_close_event close{};
-  close.hdr = {EVENT_SOCK_CLOSE, sizeof(close), 0, 9000};
-  close.reason = CLOSE_RELEASE;
-  close.flow = sock(31, 2500);
-  close.flow.flags |= SOCK_F_EXTRA;
-  flows_->on_close(close);
+  sock_flow owner = sock(31, 2500);
+  owner.flags |= SOCK_F_EXTRA;
+  flows_->on_close(close_ev(owner, 9000));
   flow_key k{};
   k.cookie = 31;
   k.sender = {500, 1, 42};
@@ -264,11 +262,7 @@ TEST_F(FlowTableTest, PollsAddOnlyTheDifferenceAndCloseAddsTheRest) {
   EXPECT_EQ(sent("443"), 100u);
   flows_->on_live_sockets({sock(7, 250)});
   EXPECT_EQ(sent("443"), 250u);
-  sock_close_event close{};
-  close.hdr = {EVENT_SOCK_CLOSE, sizeof(close), 0, 9000};
-  close.reason = CLOSE_RELEASE;
-  close.flow = sock(7, 300);
-  flows_->on_close(close);
+  flows_->on_close(close_ev(sock(7, 300), 9000));
   EXPECT_EQ(sent("443"), 300u);
   EXPECT_EQ(flows_->open_flows(), 0u);
 }
