@@ -90,6 +90,10 @@ inline constexpr std::array kMetricCatalog = {
                "Flows counted under destination=\"other\" (or tool=\"other\") because a series budget was full.", ""},
     MetricSpec{"egressd_series_expired_total", MetricKind::kCounter,
                "Per-flow series dropped after metrics.series_idle_seconds without traffic.", ""},
+    MetricSpec{"egressd_metrics_connections_rejected_total", MetricKind::kCounter,
+               "Connections to the metrics endpoint closed or refused by a limit (per_client_cap, total_cap, "
+               "header_timeout, too_large, bad_request).",
+               "reason"},
 };
 
 }  // namespace egressd

@@ -1,16 +1,16 @@
 #include "metrics.h"
 
 #include <fmt/format.h>
-#include <prometheus/exposer.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
 
-#include <CivetServer.h>
-#include <civetweb.h>
-
+#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <stdexcept>
 #include <string_view>
+#include <system_error>
 
 #include "metric_catalog.h"
 
@@ -145,6 +145,10 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
   out.push_back(single("egressd_series", series.size()));
   out.push_back(single("egressd_series_folded_total", h.series_folded));
   out.push_back(single("egressd_series_expired_total", h.series_expired));
+  MetricFamily rejected = family("egressd_metrics_connections_rejected_total");
+  for (size_t r = 0; r < kRejectionReasons.size(); ++r)
+    add(rejected, {{"reason", std::string(kRejectionReasons[r])}}, double(rejections_.get(Rejection(r))));
+  out.push_back(std::move(rejected));
   MetricFamily scrape = family("egressd_scrape_duration_seconds");
   add(scrape, {}, last_scrape_seconds_.load());
   out.push_back(std::move(scrape));
@@ -167,53 +171,66 @@ std::pair<std::string, uint16_t> parse_host_port(const std::string& address) {
 
 namespace {
 
-// civetweb's callbacks carry no user pointer: the one health check of the
-// process lives here.
-std::function<bool()> g_healthy;
+std::string basic_authorization(const BasicAuth& auth) {
+  const std::string plain = auth.username + ":" + auth.password;
+  std::string b64(4 * ((plain.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()),
+                                reinterpret_cast<const unsigned char*>(plain.data()), static_cast<int>(plain.size()));
+  b64.resize(static_cast<size_t>(n));
+  return "Basic " + b64;
+}
 
-int serve_healthz(mg_connection* conn) {
-  const mg_request_info* req = mg_get_request_info(conn);
-  if (!req->local_uri || std::string_view(req->local_uri) != "/healthz") return 0;
-  const bool ok = g_healthy && g_healthy();
-  const char* body = ok ? "ok\n" : "event loop stalled\n";
-  mg_printf(conn,
-            "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-            "Connection: close\r\n\r\n%s",
-            ok ? 200 : 503, ok ? "OK" : "Service Unavailable", std::strlen(body), body);
-  return ok ? 200 : 503;
+// In time that does not depend on where the first difference is.
+bool same_secret(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+HttpResponse text(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
 }
 
 }  // namespace
 
 MetricsServer::MetricsServer(const std::string& address, std::shared_ptr<AgentCollector> collector,
-                             const BasicAuth& auth, std::function<bool()> healthy)
-    : collector_(std::move(collector)) {
-  g_healthy = std::move(healthy);
-  callbacks_ = std::make_unique<CivetCallbacks>();
-  callbacks_->begin_request = serve_healthz;
+                             const BasicAuth& auth, std::function<bool()> healthy, HttpServerLimits limits)
+    : collector_(std::move(collector)),
+      expected_authorization_(auth.password.empty() ? "" : basic_authorization(auth)),
+      healthy_(std::move(healthy)) {
   auto [host, port] = parse_host_port(address);
-  const bool v6 = host.find(':') != std::string::npos;
-  const std::string civet = v6 ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
   try {
-    exposer_ = std::make_unique<prometheus::Exposer>(civet, 2, callbacks_.get());
-  } catch (const std::exception& e) {
-    throw std::runtime_error(fmt::format(
-        "cannot serve metrics on {}: address in use or not local (choose another with --metrics-addr)",
-        address));
+    server_ = std::make_unique<HttpServer>(
+        host, port, [this](const RequestHead& r) { return serve(r); }, collector_->connection_rejections(), limits);
+  } catch (const std::system_error& e) {
+    if (e.code().value() == EADDRINUSE || e.code().value() == EADDRNOTAVAIL)
+      throw std::runtime_error(fmt::format(
+          "cannot serve metrics on {}: address in use or not local (choose another with --metrics-addr)", address));
+    throw std::runtime_error(fmt::format("cannot serve metrics on {}: {}", address, e.what()));
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(fmt::format("cannot serve metrics on {}: {}", address, e.what()));
   }
-  exposer_->RegisterCollectable(collector_);
-  if (!auth.password.empty()) {
-    exposer_->RegisterAuth(
-        [auth](const std::string& user, const std::string& password) {
-          return user == auth.username && password == auth.password;
-        },
-        "egressd", "/metrics");
-  }
-  auto ports = exposer_->GetListeningPorts();
-  bound_ = v6 ? fmt::format("[{}]:{}", host, ports.empty() ? port : ports[0])
-              : fmt::format("{}:{}", host, ports.empty() ? port : ports[0]);
+  const bool v6 = host.find(':') != std::string::npos;
+  bound_ = v6 ? fmt::format("[{}]:{}", host, server_->port()) : fmt::format("{}:{}", host, server_->port());
 }
 
 MetricsServer::~MetricsServer() = default;
+
+HttpResponse MetricsServer::serve(const RequestHead& request) const {
+  if (request.path == "/healthz") {
+    const bool ok = healthy_ && healthy_();
+    return text(ok ? 200 : 503, ok ? "ok\n" : "event loop stalled\n");
+  }
+  if (request.path != "/metrics") return text(404, "Not Found\n");
+  if (!expected_authorization_.empty() && !same_secret(request.authorization, expected_authorization_)) {
+    HttpResponse r = text(401, "Unauthorized\n");
+    r.extra_headers = "WWW-Authenticate: Basic realm=\"egressd\"\r\n";
+    return r;
+  }
+  HttpResponse r = text(200, prometheus::TextSerializer().Serialize(collector_->Collect()));
+  r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  return r;
+}
 
 }  // namespace egressd

@@ -14,12 +14,7 @@
 
 #include "bpf_programs.h"
 #include "egress_counters.h"
-
-struct CivetCallbacks;
-
-namespace prometheus {
-class Exposer;
-}
+#include "http_server.h"
 
 namespace egressd {
 
@@ -55,12 +50,15 @@ class AgentCollector : public prometheus::Collectable {
                  std::string version)
       : counters_(counters), health_(std::move(health)), version_(std::move(version)) {}
   std::vector<prometheus::MetricFamily> Collect() const override;
+  // Counted by the metrics server, exposed with the rest.
+  RejectionCounts& connection_rejections() { return rejections_; }
 
  private:
   const EgressCounters& counters_;
   std::function<AgentHealth()> health_;
   std::string version_;
   mutable std::atomic<double> last_scrape_seconds_{0};
+  RejectionCounts rejections_;
 };
 
 struct BasicAuth {
@@ -72,19 +70,23 @@ class MetricsServer {
  public:
   // address is HOST:PORT (port 0 picks a free one). Serves /metrics (with
   // basic authentication when auth.password is set) and /healthz, which
-  // answers 200 while healthy() holds and 503 otherwise. Throws
-  // std::runtime_error with a one-line reason when it cannot listen.
+  // answers 200 while healthy() holds and 503 otherwise, under the limits of
+  // HttpServerLimits. Throws std::runtime_error with a one-line reason when
+  // it cannot listen.
   MetricsServer(const std::string& address, std::shared_ptr<AgentCollector> collector,
-                const BasicAuth& auth, std::function<bool()> healthy);
+                const BasicAuth& auth, std::function<bool()> healthy, HttpServerLimits limits = {});
   ~MetricsServer();
   // HOST:PORT actually bound.
   std::string bound_address() const { return bound_; }
 
  private:
-  std::unique_ptr<::CivetCallbacks> callbacks_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  HttpResponse serve(const RequestHead& request) const;
+
   std::shared_ptr<AgentCollector> collector_;
+  std::string expected_authorization_;  // "Basic base64(user:password)", "" for none
+  std::function<bool()> healthy_;
   std::string bound_;
+  std::unique_ptr<HttpServer> server_;  // last: stopped before the rest goes
 };
 
 // Splits HOST:PORT ([v6]:PORT too). Throws std::invalid_argument.
