@@ -177,8 +177,9 @@ class HttpServer::Loop {
     return conns_.end();
   }
 
-  // Closes victim; one still waiting for its head is counted under why (an
-  // answered one that the client keeps open goes without a count).
+  // Closes victim; one still waiting for its head is counted under why. One
+  // answered in full and waiting for the client's close (draining) is closed
+  // without a count: nothing it asked for is lost.
   bool evict(std::map<uint64_t, Connection>::iterator victim, Rejection why) {
     if (victim == conns_.end()) return false;
     if (victim->second.stage == Stage::kReading) s_.rejected_.add(why);
@@ -195,7 +196,7 @@ class HttpServer::Loop {
 
   void pause_accepting(bool pause) {
     epoll_event ev{};
-    ev.events = pause ? 0 : EPOLLIN;
+    ev.events = pause ? 0U : static_cast<uint32_t>(EPOLLIN);
     ev.data.u64 = kListenTag;
     epoll_ctl(s_.epoll_fd_.get(), EPOLL_CTL_MOD, s_.listen_fd_.get(), &ev);
     accept_paused_ = pause;
@@ -308,6 +309,7 @@ class HttpServer::Loop {
       auto next = std::next(it);
       if (it->second.deadline <= now) {
         if (it->second.stage == Stage::kReading) s_.rejected_.add(Rejection::kHeaderTimeout);
+        if (it->second.stage == Stage::kWriting) s_.rejected_.add(Rejection::kWriteTimeout);
         close_connection(it);
       }
       it = next;

@@ -26,9 +26,10 @@ enum class Rejection : size_t {
   kHeaderTimeout,  // the request head did not arrive within header_timeout
   kTooLarge,       // the head passed kMaxRequestHeadBytes (431)
   kBadRequest,     // not an HTTP/1.x request (400)
+  kWriteTimeout,   // the client did not read its whole answer within write_timeout
 };
-inline constexpr std::array<std::string_view, 5> kRejectionReasons = {
-    "per_client_cap", "total_cap", "header_timeout", "too_large", "bad_request"};
+inline constexpr std::array<std::string_view, 6> kRejectionReasons = {
+    "per_client_cap", "total_cap", "header_timeout", "too_large", "bad_request", "write_timeout"};
 
 // Written by the server thread, read by whoever exposes them.
 class RejectionCounts {

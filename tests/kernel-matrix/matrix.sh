@@ -511,6 +511,12 @@ for k in $KERNELS; do
   line=$(/usr/bin/python3 "$HERE/report.py" line "$serial") || failed=1
   [[ $status == ok ]] || { failed=1; line+="; qemu: $status"; }
   failures=$((failures + failed))
+  if ((failed)); then
+    # The failing tests' names and gtest's failure messages, so that a CI log
+    # says what failed without the serial log (which stays on that machine).
+    grep -E '^\[  FAILED  \] [A-Za-z]' "$serial" | sort -u | sed "s/^/  $k: /" || true
+    grep -E -A 8 ': Failure$' "$serial" | head -n 80 | sed "s/^/  $k| /" || true
+  fi
   line+=" (download $fetch_s s, initramfs $initrd_s s, VM $vm_s s)"
   summary+=("$k $line")
   echo "$k $line"

@@ -244,6 +244,8 @@ TEST(HttpServer, AReaderThatDoesNotReadDelaysNobody) {
   // Not reading past the write deadline: closed, what arrives stops short of 32 MiB.
   std::this_thread::sleep_for(600ms);
   EXPECT_LT(read_all(stuck).size(), size_t(32 << 20));
+  EXPECT_EQ(rejected.get(Rejection::kWriteTimeout), 1u);
+  EXPECT_EQ(rejected.get(Rejection::kHeaderTimeout), 0u);
 }
 
 TEST(HttpServer, Ipv6AndPortInUse) {
@@ -296,7 +298,8 @@ TEST(MetricsServer, AuthHealthAndRejectionCounters) {
                            "egressd_metrics_connections_rejected_total{reason=\"total_cap\"} 0\n",
                            "egressd_metrics_connections_rejected_total{reason=\"header_timeout\"} 0\n",
                            "egressd_metrics_connections_rejected_total{reason=\"too_large\"} 0\n",
-                           "egressd_metrics_connections_rejected_total{reason=\"bad_request\"} 1\n"})
+                           "egressd_metrics_connections_rejected_total{reason=\"bad_request\"} 1\n",
+                           "egressd_metrics_connections_rejected_total{reason=\"write_timeout\"} 0\n"})
     EXPECT_NE(ok.find(line), std::string::npos) << line << ok;
 }
 
