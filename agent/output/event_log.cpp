@@ -23,6 +23,26 @@ int open_log(const std::string& path) {
   return ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 }
 
+// An egressd killed in the middle of a write (SIGKILL, the OOM killer, a
+// power cut) leaves a line without its end. The lines appended after it start
+// on a line of their own, so only that one line is broken. Returns whether the
+// file ended that way.
+bool end_partial_line(int fd, const std::string& path) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return false;
+  char last = '\n';
+  const int rd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (rd < 0) return false;
+  const bool read_ok = pread(rd, &last, 1, st.st_size - 1) == 1;
+  ::close(rd);
+  if (!read_ok || last == '\n') return false;
+  if (::write(fd, "\n", 1) != 1) return false;
+  log_warning("event log {} ended in a partial line (an earlier egressd stopped in the middle of a write); "
+              "it is ended there and new lines follow it",
+              path);
+  return true;
+}
+
 }  // namespace
 
 std::unique_ptr<EventLog> EventLog::open(const LogOptions& opts) {
@@ -33,6 +53,7 @@ std::unique_ptr<EventLog> EventLog::open(const LogOptions& opts) {
       throw std::runtime_error(fmt::format("cannot open log file {}: {}", opts.path, strerror(errno)));
     // An existing file keeps its mode otherwise: the log may name secrets' owners.
     fchmod(fd, 0600);
+    end_partial_line(fd, opts.path);
   }
   return std::unique_ptr<EventLog>(new EventLog(opts, fd));
 }

@@ -142,6 +142,7 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
   out.push_back(single("egressd_log_write_failures_total", h.log_write_failures));
   out.push_back(single("egressd_log_dropped_total", h.log_dropped));
   out.push_back(single("egressd_log_reopened_total", h.log_reopens));
+  out.push_back(single("egressd_clock_steps_total", h.clock_steps));
   out.push_back(single("egressd_series", series.size()));
   out.push_back(single("egressd_series_folded_total", h.series_folded));
   out.push_back(single("egressd_series_expired_total", h.series_expired));

@@ -33,6 +33,14 @@ HostInfo HostInfo::current(const std::string& version) {
 
 Clock::Clock() : offset_ns_(clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_BOOTTIME)) {}
 
+int64_t Clock::resync() {
+  const uint64_t now = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_BOOTTIME);
+  const int64_t moved = static_cast<int64_t>(now - offset_ns_);
+  if (moved > -1'000'000 && moved < 1'000'000) return 0;
+  offset_ns_ = now;
+  return moved;
+}
+
 uint64_t Clock::boot_now_ns() const { return clock_ns(CLOCK_BOOTTIME); }
 
 std::string iso8601(uint64_t wall_ns) {

@@ -30,12 +30,20 @@ struct EcsConstants {
   static EcsConstants of(const HostInfo& host);
 };
 
-// Kernel timestamps are CLOCK_BOOTTIME; the log wants wall-clock time.
+// Kernel timestamps are CLOCK_BOOTTIME; the log wants wall-clock time. The
+// wall clock may be stepped (NTP's first sync, an administrator, a VM that
+// resumes): resync() follows it, so events are stamped with the wall clock of
+// the moment they are written.
 class Clock {
  public:
   Clock();
   uint64_t boot_now_ns() const;
   uint64_t to_wall_ns(uint64_t boot_ns) const { return boot_ns + offset_ns_; }
+  // Takes the wall clock's offset again when it moved by 1 ms or more (a
+  // slew is followed in 1 ms steps). Returns how far it moved (0 if less).
+  int64_t resync();
+
+  static constexpr int64_t kStepNs = 1'000'000'000;  // a move this large is a step
 
  private:
   uint64_t offset_ns_;

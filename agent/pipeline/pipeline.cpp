@@ -140,6 +140,11 @@ uint64_t Pipeline::step() {
   }
   ring_buffer__consume(ring_);
   const uint64_t now = clock_.boot_now_ns();
+  if (const int64_t moved = clock_.resync(); moved <= -Clock::kStepNs || moved >= Clock::kStepNs) {
+    ++stats_.clock_steps;
+    log_warning("the wall clock was stepped by {:+.3f} s; events are stamped with the new time",
+                static_cast<double>(moved) / 1e9);
+  }
   const bool full_poll = now >= next_poll_ns_;
   if (full_poll || flows_->extra_ends_pending()) {
     poll_counters(full_poll);

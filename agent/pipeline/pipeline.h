@@ -51,6 +51,7 @@ struct PipelineStats {
   std::map<std::string, uint64_t> ring_events;    // by event type: exec, connect, ...
   std::map<std::string, uint64_t> decode_errors;  // by reason: decode_short, ...
   uint64_t poll_errors = 0;                       // ring_buffer__poll failures other than EINTR
+  uint64_t clock_steps = 0;                       // wall clock steps (Clock::kStepNs or more) followed
   uint64_t flow_extra_entries = 0;                // flow_extra entries at the last poll
 };
 

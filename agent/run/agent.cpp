@@ -70,6 +70,7 @@ AgentHealth Agent::State::health() const {
   h.log_write_failures = log_failures;
   h.log_dropped = log_dropped;
   h.log_reopens = log_reopens;
+  h.clock_steps = stats.clock_steps;
   h.parse_failures = parse_failures;
   h.unsent_udp_connects = unsent_udp_connects;
   h.flow_map_entries = stats.flow_extra_entries;

@@ -137,9 +137,9 @@ class Run:
         return f"no ({'load' if load != 'ok' else 'attach'}: {reason})" if reason else "no"
 
     # --- tests ------------------------------------------------------------
-    def tests(self):
+    def tests(self, section="tests"):
         """(ran, passed, failed, skipped, {failed test: first message})."""
-        lines = self.section("tests")
+        lines = self.section(section)
         ran = passed = failed = skipped = 0
         failures = collections.OrderedDict()
         current, message = None, []
@@ -160,7 +160,8 @@ class Run:
             if m:
                 current, message = m.group(1), []
                 continue
-            m = re.match(r"\[  FAILED  \] (\S+) \(", line)
+            # A parameterized test's line goes on ", where GetParam() = ...".
+            m = re.match(r"\[  FAILED  \] ([^\s,]+)(?:, where .*)? \(", line)
             if m and current == m.group(1):
                 failures[current] = failure_message(message)
                 current = None
@@ -170,7 +171,13 @@ class Run:
         return ran, passed, failed, skipped, failures
 
     def tests_ok(self):
-        return self.rc.get("tests") == 0
+        return self.rc.get("tests") == 0 or bool(self.flaky())
+
+    def flaky(self):
+        """The tests that failed and then passed when run once more."""
+        if self.rc.get("tests") == 0 or self.rc.get("retry") != 0:
+            return []
+        return list(self.tests()[4])
 
     def bpftool(self):
         """Program and map types from bpftool's probe, in one sentence."""
@@ -247,6 +254,9 @@ def one_line(run, vm=True):
         names = list(failures)
         named = (": " + ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
                  if names else "")
+        flaky = run.flaky()
+        if flaky:
+            named += "; passed when run again: " + ", ".join(flaky)
         parts.append(f"tests {verdict} ({passed}/{ran} passed, {failed} failed{named}"
                      + (f", {skipped} skipped" if skipped else "") + ")")
     hooks = [f"{kind}={ {'yes': 'yes', 'att': 'inactive'}.get(run.hook(p)[:3], 'no')}" for p, kind in HOOK_KINDS[:5]]
@@ -329,6 +339,9 @@ def markdown(index_path, out_path):
             ran, passed, failed, skipped, _ = run.tests()
             tests = f"{'ok' if run.tests_ok() else 'FAIL'}: {passed}/{ran} passed" + (
                 f", {skipped} skipped" if skipped else "")
+            if run.flaky():
+                tests += f"; {len(run.flaky())} failed and passed when run again: " + ", ".join(
+                    f"`{t}`" for t in run.flaky())
             if "tests" not in run.rc:
                 tests += " (killed: timeout)"
         if vm and not run.done:

@@ -129,12 +129,23 @@ static std::vector<std::string> log_files(const std::string& path) {
 }
 
 // Every line any test makes the agent write must match the published schema.
-void validate_log(const std::string& log_path) {
+void validate_log(const std::string& log_path, const std::string& whole_lines_in) {
   if (!fs::exists(log_path)) return;
   std::string cmd = std::string("/usr/bin/python3 ") + EGRESSD_SOURCE_DIR +
                     "/tests/support/validate_events.py " + EGRESSD_SOURCE_DIR +
                     "/docs/egressd-events.schema.json";
-  for (const auto& f : log_files(log_path)) cmd += " " + f;
+  int copies = 0;
+  for (auto f : log_files(log_path)) {
+    if (!whole_lines_in.empty()) {
+      std::ifstream in(f, std::ios::binary);
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (!text.empty() && text.back() != '\n') {
+        f = whole_lines_in + "/whole-lines-" + std::to_string(copies++) + ".json";
+        std::ofstream(f, std::ios::binary) << text.substr(0, text.rfind('\n') + 1);
+      }
+    }
+    cmd += " " + f;
+  }
   cmd += " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
@@ -149,12 +160,19 @@ void validate_log(const std::string& log_path) {
 // The log is checked before dir_ (a member) goes, with the log in it.
 AgentProcess::~AgentProcess() {
   stop();
-  validate_log(log_path_);
+  validate_log(log_path_, killed_ ? dir_.path() : "");
   // On the sanitizer build (scripts/test.sh, build-asan) a report fails the
   // test that ran the agent, whatever the agent's exit code.
   const std::string err = stderr_text();
   for (const char* mark : {"Sanitizer", "runtime error:"})
     EXPECT_EQ(err.find(mark), std::string::npos) << "the agent's stderr:\n" << err;
+}
+
+void AgentProcess::kill_hard() {
+  if (!running()) return;
+  proc_->kill(SIGKILL);
+  proc_->wait();
+  killed_ = true;
 }
 
 int AgentProcess::stop() {

@@ -12,7 +12,9 @@
 #include <netinet/in.h>
 #include <netinet/ip_icmp.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -195,7 +197,9 @@ void usage() {
                "  memfd-exec NAME MODE ...           copy this program into memfd NAME and run MODE from it\n"
                "  tcp-exec HOST PORT BYTES EXE BYTES2  send BYTES, exec EXE to send BYTES2 on the same socket\n"
                "  send-fd FD BYTES                   send on an inherited connected socket, then close it\n"
-               "  serve-send ADDR PORT BYTES         accept one connection, send BYTES to it, close\n");
+               "  serve-send ADDR PORT BYTES         accept one connection, send BYTES to it, close\n"
+               "  udp-many HOST PORT COUNT SIZE      COUNT connected UDP sockets, SIZE bytes each, open until stdin\n"
+               "  procs-hold COUNT                   COUNT idle child processes until stdin\n");
   std::exit(2);
 }
 
@@ -463,6 +467,49 @@ int main(int argc, char** argv) {
     }
     close(c);
     close(s);
+  } else if (mode == "udp-many" && n == 4) {
+    // Many sockets open at once (a full socket map); one line when all have
+    // sent, closed when stdin says so.
+    rlimit lim{};
+    if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+      lim.rlim_cur = lim.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &lim);
+    }
+    Addr dst = parse_addr(a[0], std::atoi(a[1]));
+    const size_t count = arg_size(a, 2), size = arg_size(a, 3);
+    std::vector<char> buf(size, 'm');
+    std::vector<int> fds;
+    for (size_t k = 0; k < count; ++k) {
+      int fd = socket(dst.family, SOCK_DGRAM, 0);
+      if (fd < 0) die("socket");
+      if (connect(fd, reinterpret_cast<sockaddr*>(&dst.ss), dst.len) < 0) die("connect");
+      check_sent(send(fd, buf.data(), size, 0), size, "send");
+      fds.push_back(fd);
+    }
+    bytes = count * size;
+    std::printf("{\"pid\":%d,\"bytes\":%zu,\"holding\":true}\n", getpid(), bytes);
+    std::fflush(stdout);
+    char c;
+    if (read(0, &c, 1) < 0) die("read stdin");
+    for (int fd : fds) close(fd);
+  } else if (mode == "procs-hold" && n == 1) {
+    // Many processes at once (a full process map), until stdin says so.
+    const size_t count = arg_size(a, 0);
+    std::vector<pid_t> kids;
+    for (size_t k = 0; k < count; ++k) {
+      pid_t p = fork();
+      if (p < 0) die("fork");
+      if (p == 0) {
+        for (;;) pause();
+      }
+      kids.push_back(p);
+    }
+    std::printf("{\"pid\":%d,\"children\":%zu,\"holding\":true}\n", getpid(), kids.size());
+    std::fflush(stdout);
+    char c;
+    if (read(0, &c, 1) < 0) die("read stdin");
+    for (pid_t p : kids) kill(p, SIGKILL);
+    for (pid_t p : kids) waitpid(p, nullptr, 0);
   } else {
     usage();
   }

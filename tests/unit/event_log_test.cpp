@@ -60,6 +60,32 @@ TEST_F(EventLogTest, FileIsPrivateAndEveryLineArrives) {
   EXPECT_EQ(count_lines(path), 1000u);
 }
 
+TEST_F(EventLogTest, APartialLineLeftByAKilledAgentIsEndedBeforeNewLines) {
+  const std::string path = dir_ + "/events.json";
+  std::ofstream(path) << "{\"i\":0}\n{\"i\":1,\"cut\":\"in the mid";  // SIGKILL during a write
+  {
+    auto log = EventLog::open(path);
+    log->write(nlohmann::json{{"i", 2}});
+    log->flush();
+  }
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0], "{\"i\":0}");
+  EXPECT_EQ(lines[1], "{\"i\":1,\"cut\":\"in the mid");  // left as it was: evidence, not rewritten
+  EXPECT_EQ(lines[2], "{\"i\":2}");
+  {
+    auto log = EventLog::open(path);  // a whole last line: nothing added
+    log->write(nlohmann::json{{"i", 3}});
+    log->flush();
+  }
+  std::ifstream again(path);
+  size_t n = 0;
+  for (std::string line; std::getline(again, line);) ++n;
+  EXPECT_EQ(n, 4u);
+}
+
 TEST_F(EventLogTest, RotatesBySizeAndKeepsMaxFiles) {
   LogOptions o;
   o.path = dir_ + "/events.json";
