@@ -28,8 +28,12 @@ constexpr int kExitUsage = 2;     // bad flags or configuration
 constexpr int kExitRuntime = 3;   // failed while starting or running (port in use, log file)
 
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_interrupted{false};  // SIGINT: a person stopped it (Ctrl-C)
 
-void on_signal(int) { g_stop.store(true); }
+void on_signal(int sig) {
+  if (sig == SIGINT) g_interrupted.store(true);
+  g_stop.store(true);
+}
 
 // By the kind of error (base/errors.h), never by its wording: bad input (2),
 // this kernel or these privileges (1), anything else while starting or
@@ -102,12 +106,16 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // -v works before or after the command
 
-  std::string config_path, metrics_addr, log_file;
+  std::string config_path, metrics_addr, log_file, instance;
+  bool fresh = false;
   auto* run = app.add_subcommand("run", "Run the agent: JSON event log and Prometheus metrics");
   run->add_option("-c,--config", config_path, "YAML configuration file")->check(CLI::ExistingFile);
   run->add_option("--metrics-addr", metrics_addr,
                   "HOST:PORT for Prometheus metrics (default 127.0.0.1:8789; port 0 picks one)");
   run->add_option("--log-file", log_file, "Event log path, or - for stdout (default -)");
+  run->add_option("--instance", instance,
+                  "Name of this agent's pinned kernel state in /sys/fs/bpf/egressd/ (default: default)");
+  run->add_flag("--fresh", fresh, "Discard the pinned kernel state of an earlier agent instead of adopting it");
 
   egressd::TraceOptions trace_opts;
   auto* trace = app.add_subcommand(
@@ -197,6 +205,11 @@ int main(int argc, char** argv) {
       cfg.metrics_address = metrics_addr;
     }
     if (!log_file.empty()) cfg.log.path = log_file;
+    if (!instance.empty()) {
+      egressd::check_instance_name(instance, "--instance");
+      cfg.state.instance = instance;
+    }
+    cfg.state.fresh = fresh;
   } catch (const std::exception& e) {
     egressd::log_error("{}", e.what());
     return kExitUsage;  // the configuration file or a flag
@@ -208,5 +221,5 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     return fail(e);
   }
-  return agent.run(g_stop);
+  return agent.run(g_stop, &g_interrupted);
 }

@@ -25,7 +25,19 @@ void load_config_text(const std::string& text, const std::string& name, Config& 
   YamlReader r(name);
   YAML::Node root = r.load(text);
   if (root.IsNull()) return;
-  r.expect_keys(root, "the top level", {"metrics", "log", "flows", "kernel", "redaction", "tools"});
+  r.expect_keys(root, "the top level", {"metrics", "log", "flows", "kernel", "redaction", "tools", "state"});
+  if (auto st = root["state"]) {
+    r.expect_keys(st, "state", {"pin", "instance"});
+    if (st["pin"]) cfg.state.pin = r.boolean(st["pin"], "state.pin");
+    if (st["instance"]) {
+      cfg.state.instance = r.string(st["instance"], "state.instance");
+      try {
+        check_instance_name(cfg.state.instance, "state.instance");
+      } catch (const ConfigError& e) {
+        r.fail(st["instance"], e.what());
+      }
+    }
+  }
   if (root["tools"]) cfg.tools = parse_tools(root["tools"], r);
 
   if (auto m = root["metrics"]) {
@@ -136,6 +148,23 @@ void load_config_file(const std::string& path, Config& cfg) {
   ss << in.rdbuf();
   if (in.bad()) throw ConfigError(fmt::format("cannot read config {}: {}", path, strerror(errno)));
   load_config_text(ss.str(), path, cfg);
+}
+
+void check_instance_name(const std::string& name, const std::string& what) {
+  // bpffs refuses names with a dot.
+  const bool ok = !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+  if (!ok) throw ConfigError(fmt::format("'{}' must be 1 to 64 letters, digits, '_' or '-'; got '{}'", what, name));
+}
+
+PipelineOptions run_options(const Config& cfg) {
+  PipelineOptions o = pipeline_options(cfg);
+  if (cfg.state.pin) {
+    o.load.pin.instance = cfg.state.instance;
+    o.load.pin.fresh = cfg.state.fresh;
+  }
+  return o;
 }
 
 PipelineOptions pipeline_options(const Config& cfg) {

@@ -32,11 +32,23 @@ struct Config {
   std::vector<std::string> redact_patterns;
   std::vector<ToolSpec> tools;  // from the file; merged over the built-ins
   std::string proc_root = "/proc";
+  // egressd run's kernel state across restarts (kernel/pinned_state.h).
+  struct State {
+    bool pin = true;
+    std::string instance = "default";
+    bool fresh = false;
+  } state;
 };
 
+// Throws ConfigError unless name can name an instance: 1 to 64 of
+// [A-Za-z0-9_-].
+void check_instance_name(const std::string& name, const std::string& what);
 
-// What the pipeline takes from the configuration.
+
+// What the pipeline takes from the configuration. The pinned state is egressd
+// run's alone: pipeline_options leaves it out, run_options puts it in.
 PipelineOptions pipeline_options(const Config& cfg);
+PipelineOptions run_options(const Config& cfg);
 
 // Reads and validates a YAML file over cfg. Throws ConfigError.
 void load_config_file(const std::string& path, Config& cfg);

@@ -5,6 +5,7 @@
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -120,19 +121,46 @@ std::unique_ptr<BpfPrograms> BpfPrograms::load(const LoadOptions& opts) {
     refused = refusals_from_env(names.c_str(), known);
     log_info("counted as refused (EGRESSD_REFUSE_PROGRAMS, a test switch):{}", names);
   }
-  return load_refusing(opts, kernel, std::move(refused));
+  std::shared_ptr<PinnedState> pins;
+  PinOutcome outcome = PinOutcome::kOff;
+  std::string reason;
+  if (!opts.pin.instance.empty()) {
+    pins = PinnedState::open(opts.pin, &reason);
+    if (!pins) {
+      outcome = PinOutcome::kUnavailable;
+      log_warning("the kernel state will not outlive this agent: {}", reason);
+    } else if (opts.pin.fresh) {
+      outcome = PinOutcome::kDiscarded;
+      reason = "--fresh";
+    }
+  }
+  return load_refusing(opts, kernel, std::move(refused), std::move(pins), outcome, reason);
 }
 
+namespace {
+
+// The maps whose contents outlive the agent when pinned: what counts and
+// what waits to be read. Scratch maps and the programs' own maps are not.
+constexpr const char* kPersistentMaps[] = {"events", "procs", "sk_flows", "sk_flows_hash",
+                                           "flow_extra", "pending", "kstats"};
+
+}  // namespace
+
 std::unique_ptr<BpfPrograms> BpfPrograms::load_refusing(const LoadOptions& opts, const KernelFeatures& kernel,
-                                                        Refusals refused) {
+                                                        Refusals refused, std::shared_ptr<PinnedState> pins,
+                                                        PinOutcome outcome, const std::string& reason) {
   const auto start = std::chrono::steady_clock::now();
   // Each refusal takes one implementation away: this ends.
   for (unsigned attempt = 1;; ++attempt) {
     LoadPlan plan = choose_plan(kernel, opts, refused);
     int err = 0;
     std::string log;
-    auto p = load_plan(opts, plan, err, log);
+    auto p = load_plan(opts, plan, pins, err, log);
     if (p) {
+      if (p->pin_outcome_ != PinOutcome::kAdopted && outcome != PinOutcome::kOff) {
+        p->pin_outcome_ = outcome;  // unavailable, or discarded by --fresh
+        p->pin_reason_ = reason;
+      }
       p->kernel_ = kernel;
       p->refused_ = std::move(refused);
       p->load_attempts_ = attempt;
@@ -172,11 +200,12 @@ std::unique_ptr<BpfPrograms> BpfPrograms::load_refusing(const LoadOptions& opts,
   }
 }
 
-std::unique_ptr<BpfPrograms> BpfPrograms::load_plan(const LoadOptions& opts, const LoadPlan& plan, int& err,
-                                                    std::string& log) {
+std::unique_ptr<BpfPrograms> BpfPrograms::load_plan(const LoadOptions& opts, const LoadPlan& plan,
+                                                    std::shared_ptr<PinnedState> pins, int& err, std::string& log) {
   std::unique_ptr<BpfPrograms> p(new BpfPrograms());
   p->opts_ = opts;
   p->plan_ = plan;
+  p->pins_ = std::move(pins);
   p->skel_ = egressd_bpf__open();
   if (!p->skel_) throw LoaderError("open BPF object", errno);
   egressd_bpf* s = p->skel_;
@@ -199,6 +228,39 @@ std::unique_ptr<BpfPrograms> BpfPrograms::load_plan(const LoadOptions& opts, con
   // Unused with sk_storage; allocated per entry (BPF_F_NO_PREALLOC) anyway.
   if (int e = bpf_map__set_max_entries(s->maps.sk_flows_hash, plan.state.socket_hash ? opts.flow_table_entries : 1))
     throw LoaderError("size socket table", -e);
+  if (p->pins_) {
+    // The very programs pinned: this agent reads their maps, and their
+    // links stay as they are. Anything else is replaced after the attach.
+    std::string why;
+    if (p->pins_->adoptable(p->identity(), p->hooked_programs(), &why)) {
+      p->pin_outcome_ = PinOutcome::kAdopted;
+      for (const char* name : kPersistentMaps) {
+        UniqueFd fd(p->pins_->open_map(name));
+        bpf_map* map = bpf_object__find_map_by_name(s->obj, name);
+        int e = fd && map ? bpf_map__reuse_fd(map, fd.get()) : -ENOENT;
+        if (e) {
+          p->pin_outcome_ = PinOutcome::kDiscarded;
+          p->pin_reason_ = fmt::format("pinned map {} cannot be reused: {}", name, errno_text(-e));
+          break;
+        }
+      }
+      if (p->pin_outcome_ != PinOutcome::kAdopted) {
+        // Some maps reused, not all: start again with none.
+        egressd_bpf__destroy(p->skel_);
+        p->skel_ = nullptr;
+        auto fresh = load_plan(opts, plan, nullptr, err, log);
+        if (fresh) {
+          fresh->pins_ = p->pins_;
+          fresh->pin_outcome_ = p->pin_outcome_;
+          fresh->pin_reason_ = p->pin_reason_;
+        }
+        return fresh;
+      }
+    } else {
+      p->pin_outcome_ = why.empty() ? PinOutcome::kNew : PinOutcome::kDiscarded;
+      p->pin_reason_ = why;
+    }
+  }
   int e;
   {
     CaptureLibbpf capture(log);
@@ -236,6 +298,7 @@ void BpfPrograms::attach_tracing(const char* name, bpf_program* prog) {
   bpf_link* link = bpf_program__attach(prog);
   if (!link) throw AttachRefused{name, fmt::format("attach {}: {}", bpf_program__section_name(prog), errno_text(errno))};
   links_.push_back(link);
+  link_names_.push_back(name);
   attached_.push_back(fmt::format("{} -> {}", name, bpf_program__section_name(prog)));
 }
 
@@ -244,6 +307,7 @@ void BpfPrograms::attach_cgroup(const char* name, bpf_program* prog, int cgroup_
   if (!link)
     throw AttachRefused{name, fmt::format("attach to cgroup {}: {}", opts_.cgroup_path, errno_text(errno))};
   links_.push_back(link);
+  link_names_.push_back(name);
   attached_.push_back(fmt::format("{} -> {} ({})", name, bpf_program__section_name(prog),
                                   opts_.cgroup_path));
 }
@@ -259,6 +323,7 @@ void BpfPrograms::attach_iter(const char* name, bpf_program* prog, bpf_link** ou
   bpf_link* link = bpf_program__attach_iter(prog, map_fd >= 0 ? &o : nullptr);
   if (!link) throw AttachRefused{name, fmt::format("attach {}: {}", bpf_program__section_name(prog), errno_text(errno))};
   links_.push_back(link);
+  link_names_.push_back("");  // an iterator: never pinned
   *out = link;
   attached_.push_back(fmt::format("{} -> {}", name, bpf_program__section_name(prog)));
 }
@@ -266,6 +331,7 @@ void BpfPrograms::attach_iter(const char* name, bpf_program* prog, bpf_link** ou
 void BpfPrograms::detach_all() {
   for (auto it = links_.rbegin(); it != links_.rend(); ++it) bpf_link__destroy(*it);
   links_.clear();
+  link_names_.clear();
   attached_.clear();
   task_iter_ = live_iter_ = nullptr;
 }
@@ -280,21 +346,110 @@ void BpfPrograms::attach() {
       detach_all();
       Refusals refused = refused_;
       refused[r.program] = r.reason;
-      std::unique_ptr<BpfPrograms> next = load_refusing(opts_, kernel_, std::move(refused));
+      std::unique_ptr<BpfPrograms> next =
+          load_refusing(opts_, kernel_, std::move(refused), pins_, pin_outcome_, pin_reason_);
       std::swap(skel_, next->skel_);
       std::swap(plan_, next->plan_);
       std::swap(refused_, next->refused_);
+      std::swap(pin_outcome_, next->pin_outcome_);
+      std::swap(pin_reason_, next->pin_reason_);
       load_attempts_ += next->load_attempts_;
       load_ns_ += next->load_ns_;
     }
   }
 }
 
+std::vector<std::string> BpfPrograms::hooked_programs() const {
+  const bool bounded = plan_.state.bounded_walk;
+  std::vector<std::string> out = {bounded ? "sched_process_exec_bounded" : "sched_process_exec",
+                                  "sched_process_fork", "sched_process_exit", "sock_create", "connect4",
+                                  "connect6", "sendmsg4", "sendmsg6", "sock_release", "skb_egress",
+                                  "skb_ingress", "inet_sock_set_state"};
+  out.insert(out.end(), plan_.bytes.programs.begin(), plan_.bytes.programs.end());
+  return out;
+}
+
+uint64_t BpfPrograms::identity() const {
+  size_t size = 0;
+  const void* elf = egressd_bpf__elf_bytes(&size);
+  std::string settings = fmt::format(
+      "{}|live={}|hash={}|cookie={}|bounded={}|ring={}|procs={}|flows={}|wakeup={}|trace={}{}|cgroup={}",
+      fmt::join(plan_.programs, ","), static_cast<int>(plan_.live), plan_.state.socket_hash,
+      plan_.state.tracing_cookie, plan_.state.bounded_walk, opts_.ring_buffer_bytes, opts_.process_table_entries,
+      opts_.flow_table_entries, opts_.ring_wakeup_bytes, opts_.trace_mode, opts_.trace_decide, opts_.cgroup_path);
+  for (const auto& name : hooked_programs()) settings += "|" + name;
+  return fnv1a(settings.data(), settings.size(), fnv1a(elf, size));
+}
+
+void BpfPrograms::unpin() {
+  if (!pins_ || pin_outcome_ == PinOutcome::kUnavailable) return;
+  pins_->clear();
+  log_info("interrupted: unpinned {}; the programs detach as egressd exits", pins_->dir());
+}
+
+const std::string& BpfPrograms::pin_dir() const {
+  static const std::string none;
+  return pins_ ? pins_->dir() : none;
+}
+
+// Replaces what was pinned for the instance with this agent's maps and
+// links. A pin that fails leaves nothing pinned: the state is then this
+// agent's alone, as without pinning.
+void BpfPrograms::pin_all() {
+  pins_->clear();
+  std::string failed;
+  for (const char* name : kPersistentMaps) {
+    bpf_map* map = bpf_object__find_map_by_name(skel_->obj, name);
+    if (int e = map ? bpf_map__pin(map, pins_->map_path(name).c_str()) : -ENOENT) {
+      failed = fmt::format("pin map {}: {}", name, errno_text(-e));
+      break;
+    }
+  }
+  for (size_t i = 0; failed.empty() && i < links_.size(); ++i) {
+    if (link_names_[i].empty()) continue;
+    if (int e = bpf_link__pin(links_[i], pins_->link_path(link_names_[i]).c_str()))
+      failed = fmt::format("pin link {}: {}", link_names_[i], errno_text(-e));
+  }
+  if (failed.empty()) {
+    try {
+      pins_->write_meta(identity());
+    } catch (const LoaderError& e) {
+      failed = e.what();
+    }
+  }
+  if (failed.empty()) return;
+  log_warning("the kernel state will not outlive this agent: {}", failed);
+  for (size_t i = 0; i < links_.size(); ++i)
+    if (!link_names_[i].empty()) bpf_link__unpin(links_[i]);
+  for (const char* name : kPersistentMaps)
+    if (bpf_map* map = bpf_object__find_map_by_name(skel_->obj, name)) bpf_map__unpin(map, nullptr);
+  pins_->clear();
+  pin_outcome_ = PinOutcome::kUnavailable;
+  pin_reason_ = failed;
+}
+
 void BpfPrograms::attach_all() {
   egressd_bpf* s = skel_;
+  const bool bounded = plan_.state.bounded_walk;
+  if (adopted()) {
+    // The pinned links keep the earlier agent's programs, the same as
+    // these, attached: nothing stopped counting. Only the iterators are
+    // this agent's.
+    for (const auto& name : hooked_programs()) {
+      bpf_program* prog = bpf_object__find_program_by_name(s->obj, name.c_str());
+      attached_.push_back(fmt::format("{} -> {} (pinned, kept from the previous agent)", name,
+                                      prog ? bpf_program__section_name(prog) : "?"));
+    }
+    attach_iter(bounded ? "dump_task_bounded" : "dump_task",
+                bounded ? s->progs.dump_task_bounded : s->progs.dump_task, &task_iter_);
+    if (plan_.live == LiveCounters::kTaskFile)
+      attach_iter("dump_sock_files", s->progs.dump_sock_files, &live_iter_);
+    else if (plan_.live == LiveCounters::kSkStorageMap)
+      attach_iter("dump_sk_storage", s->progs.dump_sk_storage, &live_iter_, bpf_map__fd(s->maps.sk_flows));
+    return;
+  }
   // Process identity first: every process that starts from here on is seen
   // by an event, and the task iterator below finds the ones already running.
-  const bool bounded = plan_.state.bounded_walk;
   attach_tracing(bounded ? "sched_process_exec_bounded" : "sched_process_exec",
                  bounded ? s->progs.sched_process_exec_bounded : s->progs.sched_process_exec);
   attach_tracing("sched_process_fork", s->progs.sched_process_fork);
@@ -322,6 +477,7 @@ void BpfPrograms::attach_all() {
     if (!prog) throw LoaderError(fmt::format("find program {}", name), ENOENT);
     attach_tracing(name.c_str(), prog);
   }
+  if (pins_ && pin_outcome_ != PinOutcome::kUnavailable) pin_all();
 }
 
 std::vector<std::string> BpfPrograms::programs() const {

@@ -56,6 +56,18 @@ class BpfPrograms {
   unsigned load_attempts() const { return load_attempts_; }
   // "program -> section" for every program in the object, attached or not.
   std::vector<std::string> programs() const;
+  // How the kernel state began (pinned_state.h), and why when it was
+  // discarded or could not be pinned.
+  PinOutcome pin_outcome() const { return pin_outcome_; }
+  const std::string& pin_reason() const { return pin_reason_; }
+  // The instance's pin directory; "" when nothing is pinned.
+  const std::string& pin_dir() const;
+  // Removes this instance's pins: the programs are detached when this
+  // agent's descriptors close, and the next agent starts anew.
+  void unpin();
+  // Whether this agent reads the pinned state of an earlier one: its
+  // counters and waiting events began before this agent did.
+  bool adopted() const { return pin_outcome_ == PinOutcome::kAdopted; }
 
   int ring_buffer_fd() const;
   // Processes running now, oldest first (parents before their children).
@@ -96,11 +108,16 @@ class BpfPrograms {
  private:
   BpfPrograms() = default;
   static std::unique_ptr<BpfPrograms> load_refusing(const LoadOptions& opts, const KernelFeatures& kernel,
-                                                    Refusals refused);
-  static std::unique_ptr<BpfPrograms> load_plan(const LoadOptions& opts, const LoadPlan& plan, int& err,
-                                                std::string& log);
+                                                    Refusals refused, std::shared_ptr<PinnedState> pins,
+                                                    PinOutcome outcome, const std::string& reason);
+  static std::unique_ptr<BpfPrograms> load_plan(const LoadOptions& opts, const LoadPlan& plan,
+                                                std::shared_ptr<PinnedState> pins, int& err, std::string& log);
   void attach_all();
   void detach_all();
+  // The tracing and cgroup programs attach_all attaches, in its order.
+  std::vector<std::string> hooked_programs() const;
+  uint64_t identity() const;
+  void pin_all();
   void attach_tracing(const char* name, struct bpf_program* prog);
   void attach_cgroup(const char* name, struct bpf_program* prog, int cgroup_fd);
   void attach_iter(const char* name, struct bpf_program* prog, struct bpf_link** out, int map_fd = -1);
@@ -108,6 +125,7 @@ class BpfPrograms {
 
   egressd_bpf* skel_ = nullptr;
   std::vector<bpf_link*> links_;
+  std::vector<std::string> link_names_;  // the program of each of links_
   bpf_link* task_iter_ = nullptr;
   bpf_link* live_iter_ = nullptr;  // null when live counters are read from the hash map
   std::vector<std::string> attached_;
@@ -117,6 +135,9 @@ class BpfPrograms {
   LoadPlan plan_;
   uint64_t load_ns_ = 0;
   unsigned load_attempts_ = 0;
+  std::shared_ptr<PinnedState> pins_;
+  PinOutcome pin_outcome_ = PinOutcome::kOff;
+  std::string pin_reason_;
 };
 
 }  // namespace egressd

@@ -12,6 +12,7 @@
 
 #include "errors.h"
 #include "events.h"
+#include "pinned_state.h"
 
 namespace egressd {
 
@@ -123,6 +124,9 @@ struct LoadOptions {
   // kernel.refuse_programs, a test switch: program names (commas or spaces)
   // that count as refused, as EGRESSD_REFUSE_PROGRAMS does.
   std::string refuse_programs;
+  // Where the kernel state is pinned to outlive the agent (pinned_state.h);
+  // an empty instance pins nothing.
+  PinOptions pin;
 };
 
 // Throws LoaderError when a job the agent cannot run without has no

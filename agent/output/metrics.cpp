@@ -143,6 +143,11 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
   out.push_back(single("egressd_log_dropped_total", h.log_dropped));
   out.push_back(single("egressd_log_reopened_total", h.log_reopens));
   out.push_back(single("egressd_clock_steps_total", h.clock_steps));
+  {
+    std::map<std::string, uint64_t> states;
+    for (const char* s : {"off", "unavailable", "new", "adopted", "discarded"}) states[s] = s == h.pinned_state;
+    out.push_back(by_label("egressd_pinned_state_info", "state", states));
+  }
   out.push_back(single("egressd_series", series.size()));
   out.push_back(single("egressd_series_folded_total", h.series_folded));
   out.push_back(single("egressd_series_expired_total", h.series_expired));

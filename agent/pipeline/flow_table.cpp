@@ -296,6 +296,12 @@ FlowTable::Flow& FlowTable::primary_for(const sock_flow& s) {
   f.connected = s.flags & SOCK_F_CONNECTED;
   f.inbound = s.flags & SOCK_F_INBOUND;
   f.local_port = s.local_port;
+  if (adopted_before_ns_ && s.created_ns < adopted_before_ns_) {
+    f.bytes = s.bytes;  // in the earlier agent's metrics
+    f.sends = s.sends;
+    f.wire_bytes = s.wire_bytes;
+    f.wire_packets = s.wire_packets;
+  }
   return primary_.emplace(s.cookie, std::move(f)).first->second;
 }
 
@@ -515,6 +521,10 @@ std::vector<flow_key> FlowTable::on_extra_flows(
       // The owner after an execve: the same process, another program.
       if (owner && owner->tgid == key.sender.tgid && owner->exec_id != key.sender.exec_id)
         f.id += fmt::format("-x{}", key.sender.exec_id);
+      if (adopted_before_ns_ && c.first_ns < adopted_before_ns_) {
+        f.bytes = c.bytes;  // in the earlier agent's metrics
+        f.sends = c.sends;
+      }
       it = extra_.emplace(k, std::move(f)).first;
     }
     Flow& f = it->second;

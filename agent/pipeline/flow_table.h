@@ -77,6 +77,14 @@ class FlowTable {
   // flow-updated with the final count for every open flow (shutdown).
   void flush_all(uint64_t now_boot_ns, const char* reason);
 
+  // The agent adopted pinned kernel state (bpf_programs.h adopted()): a
+  // flow whose kernel state began before boot_ns was counted into the
+  // metrics of the agent before this one (up to its end) and is logged with
+  // its whole count, but this agent's metrics count only what it sends from
+  // the first time they see it. Metrics are never counted twice; what the
+  // earlier agent had not exported yet is not in them.
+  void adopt_counts_before(uint64_t boot_ns) { adopted_before_ns_ = boot_ns; }
+
   // The series open flows write to: kept however long they are idle.
   std::vector<SeriesKey> live_series() const;
 
@@ -192,6 +200,7 @@ class FlowTable {
   // poll, for the flows of their other senders.
   std::set<uint64_t> inbound_live_, inbound_closed_;
   uint64_t results_without_attempt_ = 0;
+  uint64_t adopted_before_ns_ = 0;
   std::map<std::string, uint64_t> parse_failures_;
   std::map<std::string, uint64_t> unsent_udp_connects_;
 };

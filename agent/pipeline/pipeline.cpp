@@ -69,7 +69,9 @@ Pipeline::~Pipeline() {
 }
 
 std::vector<ExecRecord> Pipeline::attach() {
+  const uint64_t attach_ns = clock_.boot_now_ns();
   bpf_->attach();
+  if (bpf_->adopted()) flows_->adopt_counts_before(attach_ns);
   std::vector<ExecRecord> running = bpf_->running_processes();
   for (const auto& rec : running) procs_.on_exec(rec);
   ring_ = ring_buffer__new(

@@ -59,6 +59,7 @@ AgentHealth Agent::State::health() const {
   h.flow_map_capacity = bpf.flow_map_capacity();
   h.programs = bpf.program_stats();
   h.hooks = bpf.hook_plan();
+  h.pinned_state = pin_outcome_name(bpf.pin_outcome());
   for (const auto& job : bpf.plan().jobs)
     for (const auto& r : job.refused) h.refused_hooks.push_back({job.job, r});
   std::lock_guard lock(health_mu);
@@ -107,6 +108,10 @@ void Agent::State::log_agent(const char* action, const char* type) {
     j["egressd"]["kernel"]["jobs"].push_back(std::move(o));
   }
   j["egressd"]["kernel"]["release"] = pipeline->features().kernel_release;
+  nlohmann::json pinned = {{"state", pin_outcome_name(bpf.pin_outcome())}};
+  if (!bpf.pin_dir().empty()) pinned["directory"] = bpf.pin_dir();
+  if (!bpf.pin_reason().empty()) pinned["reason"] = bpf.pin_reason();
+  j["egressd"]["kernel"]["pinned"] = std::move(pinned);
   j["egressd"]["privileges"]["capabilities"] = privileges_kept.empty() ? "none" : "kept";
   if (!privileges_kept.empty()) j["egressd"]["privileges"]["reason"] = privileges_kept;
   log->write(j);
@@ -119,7 +124,7 @@ Agent::~Agent() = default;
 
 void Agent::start() {
   State& s = *s_;
-  s.pipeline = std::make_unique<Pipeline>(pipeline_options(s.cfg));  // a kernel that cannot: exit 1 first
+  s.pipeline = std::make_unique<Pipeline>(run_options(s.cfg));  // a kernel that cannot: exit 1 first
   s.log = EventLog::open(s.cfg.log);
   s.pipeline->load(*s.log);
   // Listen before attaching: a port in use fails fast, with nothing attached.
@@ -136,13 +141,14 @@ void Agent::start() {
   s.log_agent("agent-started", "start");
 }
 
-int Agent::run(const std::atomic<bool>& stop) {
+int Agent::run(const std::atomic<bool>& stop, const std::atomic<bool>* unpin) {
   State& s = *s_;
   while (!stop.load()) {
     s.last_loop_ns = s.pipeline->step();
     s.publish_health();
   }
   s.pipeline->finish("agent-stopped");
+  if (unpin && unpin->load()) s.pipeline->bpf().unpin();
   s.log_agent("agent-stopped", "end");
   return 0;
 }

@@ -17,7 +17,10 @@ class Agent {
   // one-line reason when the agent cannot work here.
   void start();
   // Runs until stop is set, then flushes every open flow. Returns 0.
-  int run(const std::atomic<bool>& stop);
+  // Until stop. On the way out the kernel state stays pinned for the next
+  // agent (a service restart, an upgrade), unless *unpin is true then (a
+  // person pressed Ctrl-C: SIGINT), which detaches the programs.
+  int run(const std::atomic<bool>& stop, const std::atomic<bool>* unpin = nullptr);
 
  private:
   struct State;

@@ -35,7 +35,7 @@ old_stats=$(sysctl -n kernel.bpf_stats_enabled)
 "${LOADGEN[@]}" connect "$SECS" >"$OUT/alone.json"
 
 sysctl -qw kernel.bpf_stats_enabled=1
-printf 'log:\n  max_files: 1000\n' >"$OUT/egressd.yaml" # keep every rotated file: every line is counted
+printf 'log:\n  max_files: 1000\nstate:\n  pin: false\n' >"$OUT/egressd.yaml" # keep every rotated file: every line is counted
 rm -f "$OUT"/events.json*
 "$BUILD/egressd" run -c "$OUT/egressd.yaml" --metrics-addr 127.0.0.1:0 --log-file "$OUT/events.json" 2>"$OUT/agent.err" &
 agent=$!

@@ -168,7 +168,8 @@ METRICS_ADDR=""
 # egressd's defaults, but it keeps every file its log rotates to (it keeps 5
 # by default): the benchmark counts every line.
 EGRESSD_CONFIG=$WORK/egressd.yaml
-printf 'log:\n  max_files: 1000\n' >"$EGRESSD_CONFIG"
+# state.pin: false: a stopped agent's pinned programs would keep running under the next phases.
+printf 'log:\n  max_files: 1000\nstate:\n  pin: false\n' >"$EGRESSD_CONFIG"
 start_egressd() {
   rm -f "$EGRESSD_LOG" "$EGRESSD_LOG".[0-9]*
   "$EGRESSD" run -c "$EGRESSD_CONFIG" --log-file "$EGRESSD_LOG" --metrics-addr 127.0.0.1:0 2>"$WORK/egressd.err" &
@@ -643,7 +644,7 @@ cat <<EOF
 - Command: \`sudo tests/bench/run.sh\` (ROUNDS=$ROUNDS SEND_SECS=$SEND_SECS CONNECT_SECS=$CONNECT_SECS RATE_SECS=$RATE_SECS RATES="$RATES" SUSTAIN_SECS=$SUSTAIN_SECS OTHER_MAX=$OTHER_MAX MAX_ATTEMPTS=$MAX_ATTEMPTS)
 - Machine: $(nproc) × $cpu_model, $mem_total RAM, Linux $(uname -r), $os
 - egressd: commit $commit$dirty; CMAKE_BUILD_TYPE $build_type
-- egressd runs with its defaults, except \`log: {max_files: 1000}\` so that no rotated log file is deleted before the benchmark counts its lines.
+- egressd runs with its defaults, except \`log: {max_files: 1000}\` so that no rotated log file is deleted before the benchmark counts its lines, and \`state: {pin: false}\` so that no pinned program runs on between phases.
 - Sender pinned to CPU $SENDER_CPU, sink thread pinned to CPU $SINK_CPU, TCP over 127.0.0.1. $ROUNDS rounds; each runs every configuration once, in the order ${CONFIGS[*]} (odd rounds) or the reverse (even rounds), with a baseline run (no BPF program) before the first and after each; a configuration's ratio is its rate divided by the mean of the two baseline runs around it.
 
 ### 64-byte TCP sends per second (one connection, TCP_NODELAY, ${SEND_SECS} s per run)

@@ -388,7 +388,8 @@ check_foreign_progs() {
 # --- configurations -------------------------------------------------------------------------
 EGRESSD_LOG=$WORK/egressd.log
 EGRESSD_CONFIG=$WORK/egressd.yaml
-printf 'log:\n  max_files: 1000\n' >"$EGRESSD_CONFIG"
+# state.pin: false: a stopped agent's pinned programs would keep running under the next phases.
+printf 'log:\n  max_files: 1000\nstate:\n  pin: false\n' >"$EGRESSD_CONFIG"
 start_egressd() {
   rm -f "$EGRESSD_LOG" "$EGRESSD_LOG".[0-9]*
   "$EGRESSD" run -c "$EGRESSD_CONFIG" --log-file "$EGRESSD_LOG" --metrics-addr 127.0.0.1:0 2>"$WORK/egressd.err" &
@@ -958,7 +959,7 @@ cat <<EOF
 
 - Command: \`sudo tests/bench/workloads.sh\` (ROUNDS=$ROUNDS SECS=$SECS WORKLOADS="${WORKLOADS[*]}" CONFIGS="${CONFIGS[*]}" WRK_CONNS=$WRK_CONNS FILE_BYTES=$FILE_BYTES OTHER_MAX=$OTHER_MAX MAX_ATTEMPTS=$MAX_ATTEMPTS); took $((elapsed / 60)) min $((elapsed % 60)) s
 - Machine: $(nproc) × $cpu_model, $mem_total RAM, Linux $(uname -r), $os
-- egressd: $BUILD/egressd (built $EGRESSD_MTIME, sha256 $EGRESSD_SHA…), checkout at commit $commit$dirty; CMAKE_BUILD_TYPE $build_type. Run with its defaults plus \`log: {max_files: 1000}\`.
+- egressd: $BUILD/egressd (built $EGRESSD_MTIME, sha256 $EGRESSD_SHA…), checkout at commit $commit$dirty; CMAKE_BUILD_TYPE $build_type. Run with its defaults plus \`log: {max_files: 1000}\` and \`state: {pin: false}\`.
 - Tools: $versions
 - Clients pinned to CPU $CLIENT_CPU, servers to CPU $SERVER_CPU. The namespace \`$NS\` sits behind the veth pair $VETH_HOST ($HOST_ADDR/30) – $VETH_NS ($NS_ADDR/30); the iperf3-lo run is on 127.0.0.1.
 - Configurations: \`egressd run -c CONFIG --log-file FILE --metrics-addr 127.0.0.1:0\`; the empty program (tests/bench/empty.bpf.c on tp_btf/sock_send_length); \`bpftrace tests/bench/tcplife.bt\` (tcplife's equivalent: a line per TCP connection at close, on tracepoint:sock:inet_sock_set_state; output to a file); \`bpftrace -e '$BPFTRACE_BYTES_PROG'\`; \`nethogs -t -a -d 1 $VETH_HOST lo\` (output to a file).

@@ -149,10 +149,11 @@ EOF
         umount "$host"; rmdir "$host"
         exec "$@"' pod "$cgroup2" "$overlay" \
         setpriv --no-new-privs --inh-caps=-all,$caps --ambient-caps=-all,$caps --bounding-set=-all,$caps \
-        "$EGRESSD" run --config "$work/egressd.yaml" --metrics-addr 127.0.0.1:0 --log-file "$dir/events.json"
+        "$EGRESSD" run --config "$work/egressd.yaml" --metrics-addr 127.0.0.1:0 --log-file "$dir/events.json" \
+          --instance "k8s-test-$$"
     ) 2>"$dir/stderr" &
     local agent=$!
-    on_exit "kill -TERM $agent 2>/dev/null"
+    on_exit "kill -TERM $agent 2>/dev/null; sleep 0.5; rm -rf /sys/fs/bpf/egressd/k8s-test-$$"
     for _ in $(seq 300); do
       grep -q agent-started "$dir/events.json" 2>/dev/null && break
       kill -0 "$agent" 2>/dev/null || break

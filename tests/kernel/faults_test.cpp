@@ -1,7 +1,7 @@
 // Faults injected into the running agent (issue 16): a full ring buffer, full
 // process and socket maps, SIGKILL under load, a stepped wall clock. Each
 // ends with the agent running and counting exactly again, and every loss
-// counted in a metric.
+// counted in a metric. (Restarts that adopt pinned state: restart_test.cpp.)
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -175,7 +175,7 @@ TEST(Faults, FullProcessAndSocketMapsAreCountedAndTheAgentCountsExactlyAfterward
   EXPECT_EQ(field(ended[0], "process.executable"), traffic_bin());
 }
 
-TEST(Faults, SigkillUnderLoadLeavesNoProgramsBehindAndTheNextAgentCountsExactly) {
+TEST(Faults, SigkillUnderLoadThenUnpinningLeavesNoProgramsAndTheNextAgentCountsExactly) {
   EGRESSD_REQUIRE_KERNEL();
   TcpSink sink;
   const std::string port = std::to_string(sink.port());
@@ -196,7 +196,9 @@ TEST(Faults, SigkillUnderLoadLeavesNoProgramsBehindAndTheNextAgentCountsExactly)
   }
   stop = true;
   load.join();
-  // The kernel let go of every program with the last descriptor.
+  // Each killed agent's programs stayed attached, pinned for the next one,
+  // until the harness removed its instance's pins (as --fresh, SIGINT or a
+  // purge would): then the kernel let go of every one.
   EXPECT_TRUE(wait_until([&] { return loaded_programs() == before; }, 10s))
       << loaded_programs() << " programs loaded, " << before << " before the agents";
 

@@ -102,6 +102,13 @@ AgentProcess::AgentProcess(std::vector<std::string> extra_args, std::string log_
   std::vector<std::string> args = {egressd_bin(), "run", "--log-file", log_path_,
                                    "--metrics-addr", "127.0.0.1:0"};
   with_kernel_overrides(extra_args, dir_.path());
+  // Each agent its own pinned state (its instance, removed when it goes),
+  // unless the test names one: agents run side by side in a suite.
+  if (std::find(extra_args.begin(), extra_args.end(), "--instance") == extra_args.end()) {
+    static int agents = 0;
+    own_instance_ = "test-" + std::to_string(getpid()) + "-" + std::to_string(++agents);
+    args.insert(args.end(), {"--instance", own_instance_});
+  }
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   SubprocessOptions opts;
   opts.err = Stdio::file(err_path_);
@@ -160,12 +167,18 @@ void validate_log(const std::string& log_path, const std::string& whole_lines_in
 // The log is checked before dir_ (a member) goes, with the log in it.
 AgentProcess::~AgentProcess() {
   stop();
+  if (!own_instance_.empty()) remove_pins(own_instance_);
   validate_log(log_path_, killed_ ? dir_.path() : "");
   // On the sanitizer build (scripts/test.sh, build-asan) a report fails the
   // test that ran the agent, whatever the agent's exit code.
   const std::string err = stderr_text();
   for (const char* mark : {"Sanitizer", "runtime error:"})
     EXPECT_EQ(err.find(mark), std::string::npos) << "the agent's stderr:\n" << err;
+}
+
+void remove_pins(const std::string& instance) {
+  std::error_code ec;
+  fs::remove_all(fs::path(kPinRoot) / instance, ec);
 }
 
 void AgentProcess::kill_hard() {

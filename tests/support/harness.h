@@ -73,8 +73,14 @@ class AgentProcess {
   TempDir dir_{"egressd-test"};
   std::string log_path_, err_path_, metrics_addr_;
   bool killed_ = false;
+  std::string own_instance_;  // the --instance the harness chose, unpinned at the end
   std::unique_ptr<Subprocess> proc_;
 };
+
+// Where egressd run pins its kernel state, one directory per --instance.
+inline constexpr const char* kPinRoot = "/sys/fs/bpf/egressd";
+// Unpins an instance's state: its programs are detached.
+void remove_pins(const std::string& instance);
 
 // A suite whose tests share one agent with its defaults, started once for
 // the suite. SetUp fails each test (skips it, outside CI) when the kernel

@@ -199,7 +199,10 @@ void usage() {
                "  send-fd FD BYTES                   send on an inherited connected socket, then close it\n"
                "  serve-send ADDR PORT BYTES         accept one connection, send BYTES to it, close\n"
                "  udp-many HOST PORT COUNT SIZE      COUNT connected UDP sockets, SIZE bytes each, open until stdin\n"
-               "  procs-hold COUNT                   COUNT idle child processes until stdin\n");
+               "  procs-hold COUNT                   COUNT idle child processes until stdin\n"
+               "  tcp-paced HOST PORT BYTES CHUNK MS one connection, CHUNK bytes every MS ms until BYTES\n"
+               "  udp-spray FIRST COUNT SIZE PORT    one unconnected UDP socket, SIZE bytes to each of COUNT\n"
+               "                                     distinct addresses in 127.1.0.0-127.255.255.255 from index FIRST\n");
   std::exit(2);
 }
 
@@ -492,6 +495,41 @@ int main(int argc, char** argv) {
     char c;
     if (read(0, &c, 1) < 0) die("read stdin");
     for (int fd : fds) close(fd);
+  } else if (mode == "tcp-paced" && n == 5) {
+    // A long flow: it sends while agents restart around it.
+    int fd = tcp_connect(parse_addr(a[0], std::atoi(a[1])));
+    const size_t total = arg_size(a, 2), chunk = arg_size(a, 3);
+    const auto every = std::chrono::milliseconds(std::atoi(a[4]));
+    std::printf("{\"pid\":%d,\"connected\":true}\n", getpid());
+    std::fflush(stdout);
+    while (bytes < total) {
+      const size_t k = std::min(chunk, total - bytes);
+      send_with(fd, "send", k, k);
+      bytes += k;
+      std::this_thread::sleep_for(every);
+    }
+    close(fd);
+  } else if (mode == "udp-spray" && n == 4) {
+    // Distinct destinations (the soak's 1M): index i is 127.(1 + i / 65536).(i / 256 % 256).(i % 256),
+    // loopback all of it, so nothing leaves the machine.
+    const size_t first = arg_size(a, 0), count = arg_size(a, 1), size = arg_size(a, 2);
+    const int port = std::atoi(a[3]);
+    if (first + count > size_t(255) * 65536) {
+      std::fprintf(stderr, "egressd-traffic: udp-spray: index past 127.255.255.255\n");
+      std::exit(2);
+    }
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0) die("socket");
+    std::vector<char> buf(size, 's');
+    for (size_t i = first; i < first + count; ++i) {
+      sockaddr_in dst{};
+      dst.sin_family = AF_INET;
+      dst.sin_port = htons(static_cast<uint16_t>(port));
+      dst.sin_addr.s_addr = htonl((127u << 24) | static_cast<uint32_t>(((1 + i / 65536) << 16) | (i % 65536)));
+      check_sent(sendto(fd, buf.data(), size, 0, reinterpret_cast<sockaddr*>(&dst), sizeof(dst)), size, "sendto");
+      bytes += size;
+    }
+    close(fd);
   } else if (mode == "procs-hold" && n == 1) {
     // Many processes at once (a full process map), until stdin says so.
     const size_t count = arg_size(a, 0);

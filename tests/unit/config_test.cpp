@@ -95,6 +95,25 @@ TEST(Config, ErrorsNameFileAndLine) {
   EXPECT_EQ(error_of("- just\n- a list\n"), "egressd.yaml:1: 'the top level' must be a mapping");
 }
 
+TEST(Config, StatePinsByDefaultAndOnlyForRun) {
+  Config cfg;
+  EXPECT_TRUE(cfg.state.pin);
+  EXPECT_EQ(cfg.state.instance, "default");
+  EXPECT_EQ(run_options(cfg).load.pin.instance, "default");
+  EXPECT_EQ(pipeline_options(cfg).load.pin.instance, "");  // egressd trace pins nothing
+  load_config_text("state:\n  pin: false\n  instance: ws-42_a\n", "egressd.yaml", cfg);
+  EXPECT_FALSE(cfg.state.pin);
+  EXPECT_EQ(cfg.state.instance, "ws-42_a");
+  EXPECT_EQ(run_options(cfg).load.pin.instance, "");
+  EXPECT_EQ(error_of("state:\n  instance: a.b\n"),
+            "egressd.yaml:2: 'state.instance' must be 1 to 64 letters, digits, '_' or '-'; got 'a.b'");
+  EXPECT_EQ(error_of("state:\n  instance: ''\n"),
+            "egressd.yaml:2: 'state.instance' must be 1 to 64 letters, digits, '_' or '-'; got ''");
+  EXPECT_EQ(error_of("state:\n  pinned: yes\n").rfind("egressd.yaml:2: unknown key 'pinned' in state", 0), 0u);
+  EXPECT_THROW(check_instance_name(std::string(65, 'x'), "--instance"), ConfigError);
+  EXPECT_NO_THROW(check_instance_name(std::string(64, 'x'), "--instance"));
+}
+
 TEST(Config, BasicAuthReadsThePasswordFromAFile) {
   const std::string pw = "/tmp/egressd-config-test-pw";
   std::ofstream(pw) << "s3cret\n";

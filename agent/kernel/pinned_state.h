@@ -1,0 +1,87 @@
+// Kernel state that outlives the agent (issue 16). The maps that count
+// (sockets, flows, processes, kernel stats, the ring buffer) and the links
+// that keep the programs attached are pinned in bpffs under one directory per
+// instance, with a record of the layout they were made with:
+//
+//   /sys/fs/bpf/egressd/<instance>/
+//     meta               array map: layout version and identity (written last)
+//     map_<name>         each persistent map
+//     link_<program>     each attached program
+//
+// (bpffs refuses names with a dot.)
+//
+// While no agent runs the kernel keeps counting into them, and events wait
+// in the pinned ring buffer (up to its size; what does not fit is counted
+// in kstats). A new agent whose programs are the very ones pinned (same BPF
+// object, plan, sizes and settings: the identity) adopts them: it reads the
+// maps and the waiting events and attaches nothing but its iterators. Any
+// other pinned state is discarded (unpinned, which detaches its programs)
+// with a logged reason, before the new agent pins its own.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "unique_fd.h"
+
+namespace egressd {
+
+// The layout of the pinned maps this build reads. Bump it when a map's key
+// or value changes, or a persistent map is added or removed.
+inline constexpr uint32_t kPinLayout = 1;
+
+struct PinOptions {
+  std::string root = "/sys/fs/bpf/egressd";
+  std::string instance;  // "" : nothing pinned (egressd trace, check, tests that ask)
+  bool fresh = false;    // discard what is pinned, whatever it is (egressd run --fresh)
+};
+
+// How this agent's kernel state began, for its agent-started event and
+// egressd_pinned_state_info.
+enum class PinOutcome { kOff, kUnavailable, kNew, kAdopted, kDiscarded };
+const char* pin_outcome_name(PinOutcome o);
+
+class PinnedState {
+ public:
+  // Locks the instance (an flock on its directory, made if missing) and reads
+  // its meta. Returns nullptr with *why set when bpffs cannot hold pins here
+  // (not mounted, read-only): the agent then runs without them. Throws
+  // LoaderError when another egressd holds the instance.
+  static std::unique_ptr<PinnedState> open(const PinOptions& opts, std::string* why);
+
+  const std::string& dir() const { return dir_; }
+  // Whether what is pinned can be adopted by programs of this identity;
+  // otherwise why not ("" when nothing is pinned).
+  bool adoptable(uint64_t identity, const std::vector<std::string>& links, std::string* why) const;
+  std::string map_path(const std::string& name) const { return dir_ + "/map_" + name; }
+  std::string link_path(const std::string& program) const { return dir_ + "/link_" + program; }
+  // Opens a pinned map; -1 when it is not there.
+  int open_map(const std::string& name) const;
+  // Unpins everything in the directory (the programs of unpinned links are
+  // detached once no descriptor holds them).
+  void clear();
+  // Records the layout and identity of what was just pinned.
+  void write_meta(uint64_t identity);
+  bool had_state() const { return found_.has_value(); }
+
+ private:
+  struct Meta {
+    uint32_t layout = 0;
+    uint32_t reserved = 0;
+    uint64_t identity = 0;
+  };
+  PinnedState() = default;
+
+  std::string dir_;
+  UniqueFd lock_;
+  std::optional<Meta> found_;
+  bool unreadable_meta_ = false;
+};
+
+// A 64-bit FNV-1a hash, for identities.
+uint64_t fnv1a(const void* data, size_t len, uint64_t seed = 1469598103934665603ULL);
+
+}  // namespace egressd

@@ -1,0 +1,173 @@
+// Restarts (issue 16): the kernel state is pinned per instance and outlives
+// the agent, so a restart by SIGTERM or SIGKILL in the middle of a long flow
+// and of 1,000 short ones loses no byte from the event log and counts none
+// twice in the metrics; a pinned layout this build cannot read is discarded
+// with its reason.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <set>
+#include <thread>
+
+#include "harness.h"
+
+namespace egressd::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::vector<nlohmann::json> all_events(std::initializer_list<const AgentProcess*> agents) {
+  std::vector<nlohmann::json> out;
+  for (const AgentProcess* a : agents) {
+    auto e = a->events();
+    out.insert(out.end(), e.begin(), e.end());
+  }
+  return out;
+}
+
+std::string pinned_state(const AgentProcess& agent) {
+  for (const auto& e : agent.events())
+    if (field(e, "event.action") == "agent-started") return field(e, "egressd.kernel.pinned.state");
+  return "";
+}
+
+std::string pinned_reason(const AgentProcess& agent) {
+  for (const auto& e : agent.events())
+    if (field(e, "event.action") == "agent-started") return field(e, "egressd.kernel.pinned.reason");
+  return "";
+}
+
+bool pinned(const std::string& instance) {
+  struct stat st {};
+  return stat((std::string(kPinRoot) + "/" + instance + "/meta").c_str(), &st) == 0;
+}
+
+class Restart : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    EGRESSD_REQUIRE_KERNEL();
+    instance_ = "restart-" + std::to_string(getpid());
+    remove_pins(instance_);
+  }
+  void TearDown() override { remove_pins(instance_); }
+  std::vector<std::string> args() const { return {"--instance", instance_}; }
+  std::string instance_;
+};
+
+TEST_F(Restart, SigtermThenSigkillInTheMiddleOfALongFlowAnd1000ShortOnesLoseNoByte) {
+  TcpSink sink;
+  const std::string port = std::to_string(sink.port());
+  auto a = std::make_unique<AgentProcess>(args());
+  ASSERT_TRUE(a->started()) << a->stderr_text();
+  EXPECT_EQ(pinned_state(*a), "new");
+  ASSERT_TRUE(pinned(instance_));
+
+  // 100,000 bytes over about 6 s on one connection, and 1,000 connections
+  // of 100 bytes paced across the same time.
+  InteractiveTraffic long_flow(traffic_bin(), {"tcp-paced", "127.0.0.1", port, "100000", "1000", "60"});
+  ASSERT_NE(long_flow.first_line().find("connected"), std::string::npos) << long_flow.first_line();
+  TrafficResult shorts;
+  shorts.exit_code = 0;
+  std::thread short_ones([&] {
+    for (int i = 0; i < 10; ++i) {
+      TrafficResult r = run_traffic({"tcp-many", "127.0.0.1", port, "100", "100"});
+      if (r.exit_code != 0) shorts.exit_code = r.exit_code;
+      shorts.bytes += r.bytes;
+      shorts.output += std::to_string(r.pid) + " ";
+      std::this_thread::sleep_for(400ms);
+    }
+  });
+
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(a->stop(), 0);  // SIGTERM
+  auto b = std::make_unique<AgentProcess>(args());
+  ASSERT_TRUE(b->started()) << b->stderr_text();
+  EXPECT_EQ(pinned_state(*b), "adopted") << pinned_reason(*b);
+  std::this_thread::sleep_for(1500ms);
+  b->kill_hard();  // SIGKILL: nothing flushed
+  std::this_thread::sleep_for(700ms);  // no agent at all: the kernel keeps counting
+  auto c = std::make_unique<AgentProcess>(args());
+  ASSERT_TRUE(c->started()) << c->stderr_text();
+  EXPECT_EQ(pinned_state(*c), "adopted") << pinned_reason(*c);
+
+  ASSERT_EQ(long_flow.finish(), 0);
+  short_ones.join();
+  ASSERT_EQ(shorts.exit_code, 0) << shorts.output;
+  ASSERT_EQ(shorts.bytes, 100000u) << shorts.output;
+
+  // Every flow's last line, whichever agent wrote it, carries its whole count.
+  uint64_t long_logged = 0, short_logged = 0;
+  std::vector<int> short_pids;
+  for (size_t at = 0; at < shorts.output.size();) {
+    size_t end = shorts.output.find(' ', at);
+    short_pids.push_back(std::stoi(shorts.output.substr(at, end - at)));
+    at = end + 1;
+  }
+  wait_until([&] {
+    auto events = all_events({a.get(), b.get(), c.get()});
+    long_logged = logged_bytes(events, long_flow.pid(), sink.port());
+    short_logged = 0;
+    for (int pid : short_pids) short_logged += logged_bytes(events, pid, sink.port());
+    return long_logged >= 100000 && short_logged >= 100000;
+  }, 15s);
+  EXPECT_EQ(long_logged, 100000u);
+  EXPECT_EQ(short_logged, 100000u);
+  // The long flow kept its id through both restarts.
+  std::set<std::string> ids;
+  for (const auto& e : all_events({a.get(), b.get(), c.get()}))
+    if (field(e, "process.pid") == std::to_string(long_flow.pid()) && !field(e, "egressd.flow.id").empty())
+      ids.insert(field(e, "egressd.flow.id"));
+  EXPECT_EQ(ids.size(), 1u);
+  // Never counted twice: the last agent's metric holds at most what was
+  // sent (what an earlier agent counted is in its own series, until it went).
+  const double metric = metric_sum(c->scrape(), "egressd_sent_bytes_total", {{"binary", traffic_bin()}});
+  EXPECT_LE(metric, 200000.0);
+  EXPECT_GT(metric, 0.0);
+  EXPECT_EQ(c->stop(), 0);
+  EXPECT_TRUE(pinned(instance_)) << "a stopped agent leaves its state pinned for the next one";
+}
+
+TEST_F(Restart, PinnedStateOfALayoutThisBuildCannotReadIsDiscardedWithItsReason) {
+  TcpSink sink;
+  {
+    AgentProcess a(args());
+    ASSERT_TRUE(a.started()) << a.stderr_text();
+    EXPECT_EQ(a.stop(), 0);
+  }
+  ASSERT_TRUE(pinned(instance_));
+  setenv("EGRESSD_TEST_PIN_LAYOUT", "999", 1);  // as if another build had pinned it
+  AgentProcess b(args());
+  unsetenv("EGRESSD_TEST_PIN_LAYOUT");
+  ASSERT_TRUE(b.started()) << b.stderr_text();
+  EXPECT_EQ(pinned_state(b), "discarded");
+  EXPECT_NE(pinned_reason(b).find("layout 999, this build reads layout"), std::string::npos) << pinned_reason(b);
+  EXPECT_EQ(metric_sum(b.scrape(), "egressd_pinned_state_info", {{"state", "discarded"}}), 1);
+  TrafficResult r = run_traffic({"tcp", "127.0.0.1", std::to_string(sink.port()), "3000", "1000", "send"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  uint64_t logged = 0;
+  wait_until([&] { return (logged = logged_bytes(b.events(), r.pid, sink.port())) >= 3000; }, 10s);
+  EXPECT_EQ(logged, 3000u);
+
+  // --fresh discards even what could be adopted.
+  EXPECT_EQ(b.stop(), 0);
+  std::vector<std::string> fresh = args();
+  fresh.push_back("--fresh");
+  AgentProcess c(fresh);
+  ASSERT_TRUE(c.started()) << c.stderr_text();
+  EXPECT_EQ(pinned_state(c), "discarded");
+  EXPECT_EQ(pinned_reason(c), "--fresh");
+}
+
+TEST_F(Restart, TwoAgentsCannotShareAnInstance) {
+  AgentProcess a(args());
+  ASSERT_TRUE(a.started()) << a.stderr_text();
+  AgentProcess b(args());
+  EXPECT_FALSE(b.started());
+  EXPECT_NE(b.stderr_text().find("is held by another egressd"), std::string::npos) << b.stderr_text();
+}
+
+}  // namespace
+}  // namespace egressd::test
