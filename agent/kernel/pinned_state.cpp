@@ -84,7 +84,7 @@ std::unique_ptr<PinnedState> PinnedState::open(const PinOptions& opts, std::stri
       *why = fmt::format("{} is not a mounted bpffs, and mounting one there failed: {}", parent, strerror(errno));
       return nullptr;
     }
-    log_info("mounted a bpffs at {} for egressd's pinned state", parent);
+    log_debug("mounted a bpffs at {} for egressd's pinned state", parent);
   }
   std::unique_ptr<PinnedState> p(new PinnedState());
   p->dir_ = opts.root + "/" + opts.instance;

@@ -75,7 +75,7 @@ TEST(Lifecycle, MetricsPortInUseIsOneLineAndExit3) {
   getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len);
   const std::string addr = "127.0.0.1:" + std::to_string(ntohs(sin.sin_port));
   int code = -1;
-  std::string out = run_capture(egressd_bin() + " run --log-file /dev/null --metrics-addr " + addr + " 2>&1", &code);
+  std::string out = run_capture(egressd_bin() + " run --instance test-lifecycle --log-file /dev/null --metrics-addr " + addr + " 2>&1", &code);
   close(fd);
   EXPECT_EQ(code, 3);
   EXPECT_EQ(out, "egressd: cannot serve metrics on " + addr +
@@ -105,7 +105,7 @@ TEST(Lifecycle, CgroupNamespaceSubtreeIsRefusedNotWatchedSilently) {
   EXPECT_NE(out.find("mounted at " + root), std::string::npos) << "the host's hierarchy, seen as /..: " << out;
   // Only the namespace's own mount left in sight: refused, with the fix.
   out = in_namespace("umount -l " + root + " && mount -t cgroup2 none " + root + " && exec timeout 10 " + egressd_bin() +
-                         " run --log-file /dev/null --metrics-addr 127.0.0.1:0",
+                         " run --instance test-lifecycle --log-file /dev/null --metrics-addr 127.0.0.1:0",
                      &code);
   EXPECT_EQ(code, 1) << out;
   EXPECT_NE(out.find("is not the host's root cgroup"), std::string::npos) << out;
@@ -116,7 +116,7 @@ TEST(Lifecycle, CgroupNamespaceSubtreeIsRefusedNotWatchedSilently) {
 TEST(Lifecycle, UnopenableLogFileIsOneLineAndExit3) {
   EGRESSD_REQUIRE_KERNEL();
   int code = -1;
-  std::string out = run_capture(egressd_bin() + " run --log-file /nonexistent/dir/events.json --metrics-addr 127.0.0.1:0 2>&1", &code);
+  std::string out = run_capture(egressd_bin() + " run --instance test-lifecycle --log-file /nonexistent/dir/events.json --metrics-addr 127.0.0.1:0 2>&1", &code);
   EXPECT_EQ(code, 3);
   EXPECT_EQ(out, "egressd: cannot open log file /nonexistent/dir/events.json: No such file or directory\n");
 }
@@ -207,7 +207,7 @@ TEST(Lifecycle, ARefusedProgramNothingReplacesStopsTheStartWithItsReason) {
   EGRESSD_REQUIRE_KERNEL();
   RefusedPrograms refuse("connect4");
   int code = -1;
-  std::string out = run_capture("timeout 20 " + egressd_bin() + " run --log-file /dev/null --metrics-addr 127.0.0.1:0 2>&1", &code);
+  std::string out = run_capture("timeout 20 " + egressd_bin() + " run --instance test-lifecycle --log-file /dev/null --metrics-addr 127.0.0.1:0 2>&1", &code);
   EXPECT_EQ(code, 1) << out;
   EXPECT_NE(out.find("egressd: load BPF programs: the kernel refused every way egressd has to do 'connects':\n"
                      "  cgroup/connect4,connect6 + tp_btf/inet_sock_set_state (connect4): refused by "
