@@ -57,6 +57,17 @@ int64_t seconds_of(const std::string& iso) {
   return static_cast<int64_t>(timegm(&tm));
 }
 
+// Sends bytes on one TCP connection to port and waits for the agent to log
+// them; returns the bytes logged for that process and stores its pid.
+uint64_t send_and_log(const AgentProcess& agent, int port, uint64_t bytes, int* pid) {
+  TrafficResult r = run_traffic({"tcp", "127.0.0.1", std::to_string(port), std::to_string(bytes), "1000", "send"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  *pid = r.pid;
+  uint64_t logged = 0;
+  wait_until([&] { return (logged = logged_bytes(agent.events(), r.pid, port)) >= bytes; }, 10s);
+  return logged;
+}
+
 // Steps CLOCK_REALTIME by `by` and steps it back when it goes, keeping the
 // time that passed in between.
 class WallClockStep {
@@ -88,12 +99,9 @@ TEST(Faults, AWallClockStepIsFollowedByEventTimestamps) {
     WallClockStep step(600s);
     ASSERT_TRUE(step.ok()) << "clock_settime: " << strerror(errno);
     ASSERT_TRUE(wait_until([&] { return metric(agent, "egressd_clock_steps_total") == 1; }, 5s));
-    TrafficResult r = run_traffic({"tcp", "127.0.0.1", std::to_string(sink.port()), "4321", "1000", "send"});
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    uint64_t logged = 0;
-    wait_until([&] { return (logged = logged_bytes(agent.events(), r.pid, sink.port())) >= 4321; }, 10s);
-    EXPECT_EQ(logged, 4321u);
-    auto ended = events_of(agent.events(), "flow-ended", r.pid);
+    int r_pid = 0;
+    EXPECT_EQ(send_and_log(agent, sink.port(), 4321, &r_pid), 4321u);
+    auto ended = events_of(agent.events(), "flow-ended", r_pid);
     ASSERT_EQ(ended.size(), 1u);
     const int64_t stamped = seconds_of(field(ended[0], "@timestamp"));
     const int64_t now = static_cast<int64_t>(time(nullptr));  // the stepped clock
@@ -130,11 +138,8 @@ TEST(Faults, AFullRingBufferIsCountedAndTheAgentCountsExactlyAfterwards) {
   EXPECT_LE(flood_logged, 200000u);
   EXPECT_GT(lost, 100) << "2,000 connections' events into 64 KiB";
 
-  TrafficResult after = run_traffic({"tcp", "127.0.0.1", port, "5000", "1000", "send"});
-  ASSERT_EQ(after.exit_code, 0) << after.output;
-  uint64_t logged = 0;
-  wait_until([&] { return (logged = logged_bytes(agent.events(), after.pid, sink.port())) >= 5000; }, 10s);
-  EXPECT_EQ(logged, 5000u);
+  int after_pid = 0;
+  EXPECT_EQ(send_and_log(agent, sink.port(), 5000, &after_pid), 5000u);
   EXPECT_EQ(metric(agent, "egressd_events_lost_total", {{"reason", "ringbuf_full"}}), lost) << "lost after it drained";
 }
 
@@ -182,12 +187,9 @@ TEST(Faults, FullProcessAndSocketMapsAreCountedAndTheAgentCountsExactlyAfterward
   }
   // Room again: exact, and named.
   std::this_thread::sleep_for(2500ms);
-  TrafficResult r = run_traffic({"tcp", "127.0.0.1", std::to_string(tcp.port()), "7000", "1000", "send"});
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  uint64_t logged = 0;
-  wait_until([&] { return (logged = logged_bytes(agent.events(), r.pid, tcp.port())) >= 7000; }, 10s);
-  EXPECT_EQ(logged, 7000u);
-  auto ended = events_of(agent.events(), "flow-ended", r.pid);
+  int r_pid = 0;
+  EXPECT_EQ(send_and_log(agent, tcp.port(), 7000, &r_pid), 7000u);
+  auto ended = events_of(agent.events(), "flow-ended", r_pid);
   ASSERT_EQ(ended.size(), 1u);
   EXPECT_EQ(field(ended[0], "process.executable"), traffic_bin());
 }
@@ -233,11 +235,8 @@ TEST(Faults, SigkillUnderLoadThenUnpinningLeavesNoProgramsAndTheNextAgentCountsE
     ASSERT_TRUE(agent.started()) << agent.stderr_text();
     for (uint32_t id : loaded_programs())
       if (!before.count(id)) last.insert(id);
-    TrafficResult r = run_traffic({"tcp", "127.0.0.1", port, "9000", "1000", "send"});
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    uint64_t logged = 0;
-    wait_until([&] { return (logged = logged_bytes(agent.events(), r.pid, sink.port())) >= 9000; }, 10s);
-    EXPECT_EQ(logged, 9000u);
+    int r_pid = 0;
+    EXPECT_EQ(send_and_log(agent, sink.port(), 9000, &r_pid), 9000u);
     EXPECT_EQ(agent.stop(), 0);
   }
   EXPECT_TRUE(wait_until([&] { return still_loaded(last) == 0; }, 10s));
