@@ -65,7 +65,6 @@ class PinnedState {
   void clear();
   // Records the layout and identity of what was just pinned.
   void write_meta(uint64_t identity);
-  bool had_state() const { return found_.has_value(); }
 
  private:
   struct Meta {

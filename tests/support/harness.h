@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pinned_state.h"
 #include "subprocess.h"
 #include "temp_dir.h"
 
@@ -77,8 +78,8 @@ class AgentProcess {
   std::unique_ptr<Subprocess> proc_;
 };
 
-// Where egressd run pins its kernel state, one directory per --instance.
-inline constexpr const char* kPinRoot = "/sys/fs/bpf/egressd";
+// Where egressd run pins its kernel state (PinOptions), one directory per --instance.
+inline const std::string kPinRoot = PinOptions().root;
 // Unpins an instance's state: its programs are detached.
 void remove_pins(const std::string& instance);
 
