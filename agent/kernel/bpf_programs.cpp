@@ -410,6 +410,7 @@ void BpfPrograms::pin_all() {
     if (int e = bpf_link__pin(links_[i], pins_->link_path(link_names_[i]).c_str()))
       failed = fmt::format("pin link {}: {}", link_names_[i], errno_text(-e));
   }
+  if (failed.empty()) pins_->open_store(true, &failed);
   if (failed.empty()) {
     try {
       pins_->write_meta(identity());
@@ -446,6 +447,8 @@ void BpfPrograms::attach_all() {
       attach_iter("dump_sock_files", s->progs.dump_sock_files, &live_iter_);
     else if (plan_.live == LiveCounters::kSkStorageMap)
       attach_iter("dump_sk_storage", s->progs.dump_sk_storage, &live_iter_, bpf_map__fd(s->maps.sk_flows));
+    if (std::string why; !pins_->open_store(false, &why))
+      log_warning("the metrics of the agent before this one are not carried over: {}", why);
     return;
   }
   // Process identity first: every process that starts from here on is seen

@@ -68,6 +68,9 @@ class BpfPrograms {
   // Whether this agent reads the pinned state of an earlier one: its
   // counters and waiting events began before this agent did.
   bool adopted() const { return pin_outcome_ == PinOutcome::kAdopted; }
+  // The pinned store of what the metrics counted (pinned_state.h), when
+  // the state is pinned; null otherwise.
+  PinnedState* store() const { return pins_ && pins_->has_store() ? pins_.get() : nullptr; }
 
   int ring_buffer_fd() const;
   // Processes running now, oldest first (parents before their children).

@@ -12,8 +12,10 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "hook_plan.h"
 #include "log.h"
@@ -183,6 +185,139 @@ void PinnedState::write_meta(uint64_t identity) {
   if (!fd || bpf_map_update_elem(fd.get(), &key, &m, BPF_ANY) != 0 ||
       bpf_obj_pin(fd.get(), (dir_ + "/meta").c_str()) != 0)
     throw LoaderError(fmt::format("pin {}/meta", dir_), errno);
+}
+
+}  // namespace egressd
+
+namespace egressd {
+namespace {
+
+struct CheckpointHead {
+  uint64_t seq = 0;
+  uint32_t slot = 0;
+  uint32_t chunks = 0;
+  uint64_t length = 0;
+  uint64_t hash = 0;
+};
+
+int open_or_make(const std::string& path, bool create, bpf_map_type type, const char* name, uint32_t key_size,
+                 uint32_t value_size, uint32_t entries, uint32_t flags, std::string* why) {
+  if (!create) {
+    const int fd = bpf_obj_get(path.c_str());
+    if (fd < 0) *why = fmt::format("open {}: {}", path, errno_text(errno));
+    return fd;
+  }
+  LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = flags);
+  const int fd = bpf_map_create(type, name, key_size, value_size, entries, &o);
+  if (fd < 0 || bpf_obj_pin(fd, path.c_str()) != 0) {
+    *why = fmt::format("make {}: {}", path, errno_text(errno));
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
+bool PinnedState::open_store(bool create, std::string* why) {
+  using C = Counted;
+  counted_ = UniqueFd(open_or_make(dir_ + "/counted", create, BPF_MAP_TYPE_HASH, "egressd_counted",
+                                   sizeof(uint64_t), sizeof(C), 1u << 20, BPF_F_NO_PREALLOC, why));
+  if (!counted_) return false;
+  counted_extra_ = UniqueFd(open_or_make(dir_ + "/counted_extra", create, BPF_MAP_TYPE_HASH, "egressd_cnt_x",
+                                         sizeof(flow_key), sizeof(C), 1u << 20, BPF_F_NO_PREALLOC, why));
+  if (!counted_extra_) return false;
+  chunks_ = UniqueFd(open_or_make(dir_ + "/checkpoint", create, BPF_MAP_TYPE_HASH, "egressd_ckpt",
+                                  sizeof(uint32_t), kChunk, 2 * kChunksPerSlot, BPF_F_NO_PREALLOC, why));
+  if (!chunks_) return false;
+  head_ = UniqueFd(open_or_make(dir_ + "/checkpoint_head", create, BPF_MAP_TYPE_ARRAY, "egressd_ckpt_h",
+                                sizeof(uint32_t), sizeof(CheckpointHead), 1, 0, why));
+  return static_cast<bool>(head_);
+}
+
+std::optional<PinnedState::Counted> PinnedState::counted(uint64_t cookie) const {
+  Counted c;
+  if (!counted_ || bpf_map_lookup_elem(counted_.get(), &cookie, &c) != 0) return std::nullopt;
+  return c;
+}
+
+std::optional<PinnedState::Counted> PinnedState::counted(const flow_key& key) const {
+  Counted c;
+  if (!counted_extra_ || bpf_map_lookup_elem(counted_extra_.get(), &key, &c) != 0) return std::nullopt;
+  return c;
+}
+
+void PinnedState::set_counted(uint64_t cookie, const Counted& c) {
+  if (counted_) bpf_map_update_elem(counted_.get(), &cookie, &c, BPF_ANY);
+}
+
+void PinnedState::set_counted(const flow_key& key, const Counted& c) {
+  if (counted_extra_) bpf_map_update_elem(counted_extra_.get(), &key, &c, BPF_ANY);
+}
+
+void PinnedState::forget_counted(uint64_t cookie) {
+  if (counted_) bpf_map_delete_elem(counted_.get(), &cookie);
+}
+
+void PinnedState::forget_counted(const flow_key& key) {
+  if (counted_extra_) bpf_map_delete_elem(counted_extra_.get(), &key);
+}
+
+bool PinnedState::write_checkpoint(std::string_view blob, std::string* why) {
+  if (!head_) {
+    *why = "no checkpoint store";
+    return false;
+  }
+  const uint32_t zero = 0;
+  CheckpointHead head{};
+  bpf_map_lookup_elem(head_.get(), &zero, &head);
+  const size_t chunks = (blob.size() + kChunk - 1) / kChunk;
+  if (chunks > kChunksPerSlot) {
+    *why = fmt::format("checkpoint of {} bytes is over the store's {}", blob.size(), kChunk * kChunksPerSlot);
+    return false;
+  }
+  CheckpointHead next{head.seq + 1, head.seq == 0 ? 0u : 1u - head.slot, static_cast<uint32_t>(chunks),
+                      blob.size(), fnv1a(blob.data(), blob.size())};
+  std::vector<char> chunk(kChunk);
+  for (uint32_t i = 0; i < chunks; ++i) {
+    const size_t n = std::min(kChunk, blob.size() - i * kChunk);
+    std::fill(chunk.begin(), chunk.end(), 0);
+    std::memcpy(chunk.data(), blob.data() + i * kChunk, n);
+    const uint32_t key = next.slot * kChunksPerSlot + i;
+    if (bpf_map_update_elem(chunks_.get(), &key, chunk.data(), BPF_ANY) != 0) {
+      *why = fmt::format("write checkpoint chunk {}: {}", i, errno_text(errno));
+      return false;
+    }
+  }
+  if (bpf_map_update_elem(head_.get(), &zero, &next, BPF_ANY) != 0) {
+    *why = fmt::format("write checkpoint head: {}", errno_text(errno));
+    return false;
+  }
+  return true;
+}
+
+std::optional<std::string> PinnedState::read_checkpoint(std::string* why) const {
+  const uint32_t zero = 0;
+  CheckpointHead head{};
+  if (!head_ || bpf_map_lookup_elem(head_.get(), &zero, &head) != 0 || head.seq == 0) {
+    *why = "no checkpoint";
+    return std::nullopt;
+  }
+  std::string blob;
+  std::vector<char> chunk(kChunk);
+  for (uint32_t i = 0; i < head.chunks; ++i) {
+    const uint32_t key = head.slot * kChunksPerSlot + i;
+    if (bpf_map_lookup_elem(chunks_.get(), &key, chunk.data()) != 0) {
+      *why = fmt::format("checkpoint chunk {} missing", i);
+      return std::nullopt;
+    }
+    blob.append(chunk.data(), std::min<size_t>(kChunk, head.length - i * kChunk));
+  }
+  if (blob.size() != head.length || fnv1a(blob.data(), blob.size()) != head.hash) {
+    *why = "checkpoint does not match its checksum";
+    return std::nullopt;
+  }
+  return blob;
 }
 
 }  // namespace egressd

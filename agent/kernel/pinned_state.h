@@ -23,8 +23,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "events.h"
 #include "unique_fd.h"
 
 namespace egressd {
@@ -66,6 +68,27 @@ class PinnedState {
   // Records the layout and identity of what was just pinned.
   void write_meta(uint64_t identity);
 
+  // The agent's own pinned maps: what each flow has added to the metrics
+  // (by socket cookie, and by flow_key for the flows of flow_extra), and the
+  // checkpoint of the metric totals. Made with the pins (create) or opened
+  // when adopting. False, with *why, when they cannot be.
+  bool open_store(bool create, std::string* why);
+  bool has_store() const { return static_cast<bool>(head_); }
+  struct Counted {
+    uint64_t bytes = 0, sends = 0, wire_bytes = 0, wire_packets = 0;
+  };
+  std::optional<Counted> counted(uint64_t cookie) const;
+  std::optional<Counted> counted(const flow_key& key) const;
+  void set_counted(uint64_t cookie, const Counted& c);
+  void set_counted(const flow_key& key, const Counted& c);
+  void forget_counted(uint64_t cookie);
+  void forget_counted(const flow_key& key);
+  // The checkpoint: two slots of 4 KiB chunks and a head record written
+  // last, so that a kill in the middle leaves the previous one whole.
+  bool write_checkpoint(std::string_view blob, std::string* why);
+  std::optional<std::string> read_checkpoint(std::string* why) const;
+  static constexpr size_t kChunk = 4096, kChunksPerSlot = 1024;  // 4 MiB a slot
+
  private:
   struct Meta {
     uint32_t layout = 0;
@@ -76,6 +99,7 @@ class PinnedState {
 
   std::string dir_;
   UniqueFd lock_;
+  UniqueFd counted_, counted_extra_, head_, chunks_;
   std::optional<Meta> found_;
   bool unreadable_meta_ = false;
 };

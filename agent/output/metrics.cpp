@@ -63,7 +63,7 @@ MetricFamily single(std::string_view name, uint64_t value) {
 
 std::vector<MetricFamily> AgentCollector::Collect() const {
   const auto t0 = std::chrono::steady_clock::now();
-  auto series = counters_.snapshot();
+  auto series = counters_.published();
   MetricFamily bytes = family("egressd_sent_bytes_total");
   MetricFamily calls = family("egressd_send_calls_total");
   MetricFamily wire = family("egressd_wire_sent_bytes_total");

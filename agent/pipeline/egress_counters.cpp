@@ -84,6 +84,33 @@ std::vector<std::pair<SeriesKey, SeriesTotals>> EgressCounters::snapshot() const
   return out;
 }
 
+std::vector<std::pair<SeriesKey, SeriesTotals>> EgressCounters::published() const {
+  {
+    std::lock_guard lock(mu_);
+    if (hold_) return published_;
+  }
+  return snapshot();
+}
+
+void EgressCounters::hold_until_published(bool hold) {
+  std::lock_guard lock(mu_);
+  hold_ = hold;
+}
+
+void EgressCounters::publish() {
+  auto now = snapshot();
+  std::lock_guard lock(mu_);
+  published_ = std::move(now);
+}
+
+void EgressCounters::restore(const std::vector<std::pair<SeriesKey, SeriesTotals>>& series, uint64_t now_ns) {
+  std::lock_guard lock(mu_);
+  for (const auto& [k, t] : series) entry(k, now_ns).totals = t;
+  std::vector<std::pair<SeriesKey, SeriesTotals>> out;
+  for (const auto& [k, e] : totals_) out.emplace_back(k, e.totals);
+  published_ = std::move(out);
+}
+
 size_t EgressCounters::series() const {
   std::lock_guard lock(mu_);
   return totals_.size();

@@ -71,7 +71,18 @@ class EgressCounters {
   // still writes to them (in_use).
   void expire(uint64_t now_ns, const std::vector<SeriesKey>& in_use);
 
+  // The totals now.
   std::vector<std::pair<SeriesKey, SeriesTotals>> snapshot() const;
+  // What scrapes see (metrics.cpp): the totals now, or with
+  // hold_until_published(true) the totals as of the last publish(). An
+  // agent whose totals outlive it (checkpointed in the pinned state) shows
+  // only what it checkpointed, so nothing a scraper saw is ever above what
+  // the next agent restores.
+  std::vector<std::pair<SeriesKey, SeriesTotals>> published() const;
+  void hold_until_published(bool hold);
+  void publish();
+  // The totals of a checkpoint, before anything is counted (adoption).
+  void restore(const std::vector<std::pair<SeriesKey, SeriesTotals>>& series, uint64_t now_ns);
   size_t series() const;
   uint64_t folded() const;   // flows whose key was folded into "other"
   uint64_t expired() const;  // series dropped for idleness
@@ -86,6 +97,8 @@ class EgressCounters {
   SeriesBudget budget_;
   mutable std::mutex mu_;
   std::map<SeriesKey, Entry> totals_;
+  bool hold_ = false;
+  std::vector<std::pair<SeriesKey, SeriesTotals>> published_;
   std::map<std::pair<std::string, std::string>, size_t> destinations_;  // (tool, binary) -> count
   uint64_t folded_ = 0;
   uint64_t expired_ = 0;

@@ -117,7 +117,15 @@ void FlowTable::apply(Flow& f, uint64_t bytes, uint64_t sends, uint64_t wire_byt
   uint64_t ds = delta(sends, f.sends);
   uint64_t dwb = delta(wire_bytes, f.wire_bytes);
   uint64_t dwp = delta(wire_packets, f.wire_packets);
-  if (db || ds || dwb || dwp) d_.counters.add_sent(f.series, db, ds, dwb, dwp, d_.clock.boot_now_ns());
+  if (!db && !ds && !dwb && !dwp) return;
+  d_.counters.add_sent(f.series, db, ds, dwb, dwp, d_.clock.boot_now_ns());
+  if (store_) {
+    const PinnedState::Counted c{f.bytes, f.sends, f.wire_bytes, f.wire_packets};
+    if (f.extra)
+      store_->set_counted(f.key, c);
+    else
+      store_->set_counted(f.cookie, c);
+  }
 }
 
 // Each event is written member by member in key order (base/json_writer.h):
@@ -297,10 +305,15 @@ FlowTable::Flow& FlowTable::primary_for(const sock_flow& s) {
   f.inbound = s.flags & SOCK_F_INBOUND;
   f.local_port = s.local_port;
   if (adopted_before_ns_ && s.created_ns < adopted_before_ns_) {
-    f.bytes = s.bytes;  // in the earlier agent's metrics
-    f.sends = s.sends;
-    f.wire_bytes = s.wire_bytes;
-    f.wire_packets = s.wire_packets;
+    // In the earlier agent's metrics: what it wrote down, or without a
+    // store, all it had at first sight.
+    const PinnedState::Counted c =
+        store_ ? store_->counted(s.cookie).value_or(PinnedState::Counted{})
+               : PinnedState::Counted{s.bytes, s.sends, s.wire_bytes, s.wire_packets};
+    f.bytes = c.bytes;
+    f.sends = c.sends;
+    f.wire_bytes = c.wire_bytes;
+    f.wire_packets = c.wire_packets;
   }
   return primary_.emplace(s.cookie, std::move(f)).first->second;
 }
@@ -521,9 +534,13 @@ std::vector<flow_key> FlowTable::on_extra_flows(
       // The owner after an execve: the same process, another program.
       if (owner && owner->tgid == key.sender.tgid && owner->exec_id != key.sender.exec_id)
         f.id += fmt::format("-x{}", key.sender.exec_id);
+      f.extra = true;
+      f.key = key;
       if (adopted_before_ns_ && c.first_ns < adopted_before_ns_) {
-        f.bytes = c.bytes;  // in the earlier agent's metrics
-        f.sends = c.sends;
+        const PinnedState::Counted was = store_ ? store_->counted(key).value_or(PinnedState::Counted{})
+                                                : PinnedState::Counted{c.bytes, c.sends, 0, 0};
+        f.bytes = was.bytes;  // in the earlier agent's metrics
+        f.sends = was.sends;
       }
       it = extra_.emplace(k, std::move(f)).first;
     }
@@ -590,6 +607,12 @@ void FlowTable::flush_all(uint64_t now_boot_ns, const char* reason) {
 }
 
 void FlowTable::end_flow(const Flow& f, uint64_t ts_boot_ns, const char* reason) {
+  if (store_) {
+    if (f.extra)
+      store_->forget_counted(f.key);
+    else
+      store_->forget_counted(f.cookie);
+  }
   const bool short_flow = !f.updated && ts_boot_ns < f.start_ns + d_.summary_interval_ns;
   if (!d_.summary_interval_ns || !short_flow) {
     log_flow(f, "flow-ended", "end", ts_boot_ns, reason);

@@ -30,6 +30,7 @@
 #include "event_decoder.h"
 #include "event_sink.h"
 #include "events.h"
+#include "pinned_state.h"
 #include "process_table.h"
 #include "tool_matcher.h"
 
@@ -84,6 +85,10 @@ class FlowTable {
   // the first time they see it. Metrics are never counted twice; what the
   // earlier agent had not exported yet is not in them.
   void adopt_counts_before(uint64_t boot_ns) { adopted_before_ns_ = boot_ns; }
+  // With the pinned store of what each flow has added to the metrics, a
+  // flow of the earlier agent starts from what it counted (0 when it
+  // counted nothing), and each count is written there as it is added.
+  void set_counted_store(PinnedState* store) { store_ = store; }
 
   // The series open flows write to: kept however long they are idle.
   std::vector<SeriesKey> live_series() const;
@@ -130,6 +135,9 @@ class FlowTable {
     std::optional<bool> expected;  // for tools with an expected list
     SeriesKey series;
     bool updated = false;  // a flow-updated line was written for it
+    // A flow of flow_extra: its key there (for the counted store).
+    bool extra = false;
+    flow_key key{};
   };
   // flows.log: summary: what one (process, destination, port, transport)
   // did in the current interval.
@@ -201,6 +209,7 @@ class FlowTable {
   std::set<uint64_t> inbound_live_, inbound_closed_;
   uint64_t results_without_attempt_ = 0;
   uint64_t adopted_before_ns_ = 0;
+  PinnedState* store_ = nullptr;
   std::map<std::string, uint64_t> parse_failures_;
   std::map<std::string, uint64_t> unsent_udp_connects_;
 };

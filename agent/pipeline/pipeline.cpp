@@ -1,5 +1,7 @@
 #include "pipeline.h"
 
+#include "checkpoint.h"
+
 #include <bpf/libbpf.h>
 
 #include <cerrno>
@@ -72,6 +74,22 @@ std::vector<ExecRecord> Pipeline::attach() {
   const uint64_t attach_ns = clock_.boot_now_ns();
   bpf_->attach();
   if (bpf_->adopted()) flows_->adopt_counts_before(attach_ns);
+  if (PinnedState* store = bpf_->store()) {
+    // Scrapes see checkpointed totals only: what a next agent restores is
+    // never below what was seen.
+    counters_.hold_until_published(true);
+    flows_->set_counted_store(store);
+    std::string why;
+    if (bpf_->adopted()) {
+      auto blob = store->read_checkpoint(&why);
+      auto checkpoint = blob ? decode_checkpoint(*blob, &why) : std::nullopt;
+      if (checkpoint)
+        counters_.restore(checkpoint->series, attach_ns);
+      else
+        log_warning("the metric totals of the agent before this one are not carried over: {}", why);
+    }
+    counters_.publish();
+  }
   std::vector<ExecRecord> running = bpf_->running_processes();
   for (const auto& rec : running) procs_.on_exec(rec);
   ring_ = ring_buffer__new(
@@ -132,6 +150,20 @@ void Pipeline::poll_counters(bool live_sockets) {
   stats_.flow_extra_entries = extra.size();
 }
 
+// The metric totals into the pinned store, then published to scrapes (the
+// counts of each flow went to the store as they were added).
+void Pipeline::checkpoint(uint64_t now) {
+  PinnedState* store = bpf_->store();
+  if (!store) return;
+  std::string why;
+  if (!store->write_checkpoint(encode_checkpoint({counters_.snapshot(), now}), &why)) {
+    if (stats_.checkpoint_failures++ == 0)
+      log_warning("cannot checkpoint the metric totals: {}; a restarted agent starts them again from 0", why);
+    counters_.hold_until_published(false);
+  }
+  counters_.publish();
+}
+
 uint64_t Pipeline::step() {
   const int polled = ring_buffer__poll(ring_, static_cast<int>(opts_.drain_interval_ms));
   if (polled < 0 && polled != -EINTR) {
@@ -153,6 +185,7 @@ uint64_t Pipeline::step() {
     if (full_poll) {
       next_poll_ns_ = now + opts_.poll_interval_ms * kMs;
       counters_.expire(now, flows_->live_series());
+      checkpoint(now);
     }
   }
   flows_->emit_updates(now, opts_.update_interval_ms * kMs);
@@ -165,6 +198,7 @@ uint64_t Pipeline::finish(const char* reason) {
   poll_counters(true);
   const uint64_t end = clock_.boot_now_ns();
   flows_->flush_all(end, reason);
+  checkpoint(end);
   return end;
 }
 

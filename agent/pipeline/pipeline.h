@@ -52,6 +52,7 @@ struct PipelineStats {
   std::map<std::string, uint64_t> decode_errors;  // by reason: decode_short, ...
   uint64_t poll_errors = 0;                       // ring_buffer__poll failures other than EINTR
   uint64_t clock_steps = 0;                       // wall clock steps (Clock::kStepNs or more) followed
+  uint64_t checkpoint_failures = 0;               // metric totals not checkpointed
   uint64_t flow_extra_entries = 0;                // flow_extra entries at the last poll
 };
 
@@ -107,6 +108,7 @@ class Pipeline {
   void handle(const void* data, size_t len);
   void apply(const Event& ev);
   void poll_counters(bool live_sockets);
+  void checkpoint(uint64_t now);
 
   PipelineOptions opts_;
   FeatureReport features_;

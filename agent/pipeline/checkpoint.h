@@ -1,0 +1,28 @@
+// The metric totals an agent leaves for the next one (issue 16): written
+// into the pinned state each poll and at SIGTERM, read back on adoption.
+// Versioned JSON: a blob this build cannot read is refused with a reason,
+// never half-read.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "egress_counters.h"
+
+namespace egressd {
+
+inline constexpr int kCheckpointVersion = 1;
+
+struct Checkpoint {
+  std::vector<std::pair<SeriesKey, SeriesTotals>> series;
+  uint64_t written_boot_ns = 0;
+};
+
+std::string encode_checkpoint(const Checkpoint& c);
+// Nothing, with *why set, when the blob is not a checkpoint of this version.
+std::optional<Checkpoint> decode_checkpoint(std::string_view blob, std::string* why);
+
+}  // namespace egressd
