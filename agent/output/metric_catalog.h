@@ -86,6 +86,10 @@ inline constexpr std::array kMetricCatalog = {
     MetricSpec{"egressd_clock_steps_total", MetricKind::kCounter,
                "Times the wall clock was stepped by a second or more while egressd ran; later events carry the new time.",
                ""},
+    MetricSpec{"egressd_checkpoint_failures_total", MetricKind::kCounter,
+               "Times the metric totals could not be written to the pinned state; a restarted agent would start "
+               "them from 0.",
+               ""},
     MetricSpec{"egressd_pinned_state_info", MetricKind::kGauge,
                "1 for how this agent's kernel state began: new, adopted (from the agent before it), discarded "
                "(the pinned state could not be adopted), unavailable (bpffs cannot hold pins), off.",

@@ -33,6 +33,7 @@ struct AgentHealth {
   uint64_t log_dropped = 0;
   uint64_t log_reopens = 0;
   uint64_t clock_steps = 0;
+  uint64_t checkpoint_failures = 0;
   std::string pinned_state = "off";  // pin_outcome_name
   std::map<std::string, uint64_t> parse_failures;  // parser -> count
   std::map<std::string, uint64_t> unsent_udp_connects;  // tool -> count

@@ -5,6 +5,7 @@
 namespace egressd {
 
 EgressCounters::Entry& EgressCounters::entry(const SeriesKey& key, uint64_t now_ns) {
+  ++changes_;
   auto [it, inserted] = totals_.try_emplace(key);
   if (inserted && key.destination != kOther) ++destinations_[{key.tool, key.binary}];
   if (now_ns) it->second.last_ns = now_ns;
@@ -109,6 +110,11 @@ void EgressCounters::restore(const std::vector<std::pair<SeriesKey, SeriesTotals
   std::vector<std::pair<SeriesKey, SeriesTotals>> out;
   for (const auto& [k, e] : totals_) out.emplace_back(k, e.totals);
   published_ = std::move(out);
+}
+
+uint64_t EgressCounters::changes() const {
+  std::lock_guard lock(mu_);
+  return changes_;
 }
 
 size_t EgressCounters::series() const {

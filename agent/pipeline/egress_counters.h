@@ -83,6 +83,9 @@ class EgressCounters {
   void publish();
   // The totals of a checkpoint, before anything is counted (adoption).
   void restore(const std::vector<std::pair<SeriesKey, SeriesTotals>>& series, uint64_t now_ns);
+  // Grows with every count added (or series made): a checkpoint is due
+  // when it moved since the last one.
+  uint64_t changes() const;
   size_t series() const;
   uint64_t folded() const;   // flows whose key was folded into "other"
   uint64_t expired() const;  // series dropped for idleness
@@ -98,6 +101,7 @@ class EgressCounters {
   mutable std::mutex mu_;
   std::map<SeriesKey, Entry> totals_;
   bool hold_ = false;
+  uint64_t changes_ = 0;
   std::vector<std::pair<SeriesKey, SeriesTotals>> published_;
   std::map<std::pair<std::string, std::string>, size_t> destinations_;  // (tool, binary) -> count
   uint64_t folded_ = 0;

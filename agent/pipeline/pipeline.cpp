@@ -4,6 +4,7 @@
 
 #include <bpf/libbpf.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -153,8 +154,11 @@ void Pipeline::poll_counters(bool live_sockets) {
 // The metric totals into the pinned store, then published to scrapes (the
 // counts of each flow went to the store as they were added).
 void Pipeline::checkpoint(uint64_t now) {
+  checkpointed_changes_ = counters_.changes();
+  checkpointed_ns_ = now;
   PinnedState* store = bpf_->store();
   if (!store) return;
+  const auto started = std::chrono::steady_clock::now();
   std::string why;
   if (!store->write_checkpoint(encode_checkpoint({counters_.snapshot(), now}), &why)) {
     if (stats_.checkpoint_failures++ == 0)
@@ -162,6 +166,10 @@ void Pipeline::checkpoint(uint64_t now) {
     counters_.hold_until_published(false);
   }
   counters_.publish();
+  const auto took = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count());
+  checkpoint_gap_ns_ = std::max(kCheckpointEveryNs, 10 * took);
+  stats_.checkpoint_ns = took;
 }
 
 uint64_t Pipeline::step() {
@@ -188,6 +196,11 @@ uint64_t Pipeline::step() {
       checkpoint(now);
     }
   }
+  // Counts moved by events (a flow ended, a connection made) reach scrapes
+  // within kCheckpointEveryNs, not at the next full poll; a checkpoint that
+  // took long (many series) spaces them out so it costs under a tenth of the loop.
+  if (counters_.changes() != checkpointed_changes_ && now >= checkpointed_ns_ + checkpoint_gap_ns_)
+    checkpoint(now);
   flows_->emit_updates(now, opts_.update_interval_ms * kMs);
   procs_.expire(now, opts_.keep_exited_ms * kMs);
   return now;

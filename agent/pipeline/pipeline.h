@@ -53,6 +53,7 @@ struct PipelineStats {
   uint64_t poll_errors = 0;                       // ring_buffer__poll failures other than EINTR
   uint64_t clock_steps = 0;                       // wall clock steps (Clock::kStepNs or more) followed
   uint64_t checkpoint_failures = 0;               // metric totals not checkpointed
+  uint64_t checkpoint_ns = 0;                     // how long the last checkpoint took
   uint64_t flow_extra_entries = 0;                // flow_extra entries at the last poll
 };
 
@@ -124,6 +125,10 @@ class Pipeline {
   std::function<void(const Event&)> hook_;
   PipelineStats stats_;
   uint64_t next_poll_ns_ = 0;
+  static constexpr uint64_t kCheckpointEveryNs = 250'000'000;
+  uint64_t checkpointed_changes_ = 0;
+  uint64_t checkpointed_ns_ = 0;
+  uint64_t checkpoint_gap_ns_ = kCheckpointEveryNs;
 };
 
 }  // namespace egressd

@@ -72,6 +72,7 @@ AgentHealth Agent::State::health() const {
   h.log_dropped = log_dropped;
   h.log_reopens = log_reopens;
   h.clock_steps = stats.clock_steps;
+  h.checkpoint_failures = stats.checkpoint_failures;
   h.parse_failures = parse_failures;
   h.unsent_udp_connects = unsent_udp_connects;
   h.flow_map_entries = stats.flow_extra_entries;
