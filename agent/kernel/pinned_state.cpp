@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "hook_plan.h"
@@ -217,50 +218,185 @@ int open_or_make(const std::string& path, bool create, bpf_map_type type, const 
   return fd;
 }
 
+struct SeriesValue {
+  uint32_t length = 0;
+  char key[PinnedState::kSeriesKeyMax];
+};
+
+struct ProcessKey {
+  uint32_t tgid = 0;
+  uint32_t unused = 0;
+  uint64_t start_ns = 0;
+};
+// Most exec records fit the small map; long paths and command lines go to
+// the large one (values are allocated at their full size).
+template <size_t N>
+struct RecordValue {
+  uint32_t length = 0;
+  char data[N];
+};
+using SmallRecord = RecordValue<1020>;
+using LargeRecord = RecordValue<sizeof(exec_event)>;
+
 }  // namespace
 
 bool PinnedState::open_store(bool create, std::string* why) {
-  using C = Counted;
+  using E = CountedEntry;
   counted_ = UniqueFd(open_or_make(dir_ + "/counted", create, BPF_MAP_TYPE_HASH, "egressd_counted",
-                                   sizeof(uint64_t), sizeof(C), 1u << 20, BPF_F_NO_PREALLOC, why));
+                                   sizeof(uint64_t), sizeof(E), 1u << 20, BPF_F_NO_PREALLOC, why));
   if (!counted_) return false;
   counted_extra_ = UniqueFd(open_or_make(dir_ + "/counted_extra", create, BPF_MAP_TYPE_HASH, "egressd_cnt_x",
-                                         sizeof(flow_key), sizeof(C), 1u << 20, BPF_F_NO_PREALLOC, why));
+                                         sizeof(flow_key), sizeof(E), 1u << 20, BPF_F_NO_PREALLOC, why));
   if (!counted_extra_) return false;
+  series_ = UniqueFd(open_or_make(dir_ + "/series", create, BPF_MAP_TYPE_HASH, "egressd_series",
+                                  sizeof(uint32_t), sizeof(SeriesValue), 1u << 17, BPF_F_NO_PREALLOC, why));
+  if (!series_) return false;
   chunks_ = UniqueFd(open_or_make(dir_ + "/checkpoint", create, BPF_MAP_TYPE_HASH, "egressd_ckpt",
                                   sizeof(uint32_t), kChunk, 2 * kChunksPerSlot, BPF_F_NO_PREALLOC, why));
   if (!chunks_) return false;
   head_ = UniqueFd(open_or_make(dir_ + "/checkpoint_head", create, BPF_MAP_TYPE_ARRAY, "egressd_ckpt_h",
                                 sizeof(uint32_t), sizeof(CheckpointHead), 1, 0, why));
-  return static_cast<bool>(head_);
+  if (!head_) return false;
+  records_ = UniqueFd(open_or_make(dir_ + "/processes", create, BPF_MAP_TYPE_HASH, "egressd_procs",
+                                   sizeof(ProcessKey), sizeof(SmallRecord), 1u << 17, BPF_F_NO_PREALLOC, why));
+  if (!records_) return false;
+  large_records_ = UniqueFd(open_or_make(dir_ + "/processes_large", create, BPF_MAP_TYPE_HASH, "egressd_procs_l",
+                                         sizeof(ProcessKey), sizeof(LargeRecord), 1u << 14, BPF_F_NO_PREALLOC, why));
+  return static_cast<bool>(large_records_);
 }
 
-std::optional<PinnedState::Counted> PinnedState::counted(uint64_t cookie) const {
-  Counted c;
-  if (!counted_ || bpf_map_lookup_elem(counted_.get(), &cookie, &c) != 0) return std::nullopt;
-  return c;
+bool PinnedState::set_process_record(uint32_t tgid, uint64_t start_ns, const void* record, size_t len) {
+  if (!records_ || !large_records_) return false;
+  const ProcessKey key{tgid, 0, start_ns};
+  auto put = [&](int fd, int other, auto& v) {
+    if (len > sizeof(v.data)) return false;
+    v.length = static_cast<uint32_t>(len);
+    std::memcpy(v.data, record, len);
+    bpf_map_delete_elem(other, &key);  // an earlier record of it, in the other map
+    return bpf_map_update_elem(fd, &key, &v, BPF_ANY) == 0;
+  };
+  if (len <= sizeof(SmallRecord::data)) {
+    SmallRecord v;
+    return put(records_.get(), large_records_.get(), v);
+  }
+  auto v = std::make_unique<LargeRecord>();
+  return put(large_records_.get(), records_.get(), *v);
 }
 
-std::optional<PinnedState::Counted> PinnedState::counted(const flow_key& key) const {
-  Counted c;
-  if (!counted_extra_ || bpf_map_lookup_elem(counted_extra_.get(), &key, &c) != 0) return std::nullopt;
-  return c;
+void PinnedState::forget_process_record(uint32_t tgid, uint64_t start_ns) {
+  const ProcessKey key{tgid, 0, start_ns};
+  if (records_) bpf_map_delete_elem(records_.get(), &key);
+  if (large_records_) bpf_map_delete_elem(large_records_.get(), &key);
 }
 
-void PinnedState::set_counted(uint64_t cookie, const Counted& c) {
-  if (counted_) bpf_map_update_elem(counted_.get(), &cookie, &c, BPF_ANY);
+std::vector<std::string> PinnedState::all_process_records() const {
+  std::vector<std::string> out;
+  auto read = [&](int fd, auto& v) {
+    if (fd < 0) return;
+    ProcessKey key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+      if (bpf_map_lookup_elem(fd, &next, &v) == 0 && v.length <= sizeof(v.data)) out.emplace_back(v.data, v.length);
+      key = next;
+      prev = &key;
+    }
+  };
+  SmallRecord small;
+  read(records_.get(), small);
+  auto large = std::make_unique<LargeRecord>();
+  read(large_records_.get(), *large);
+  return out;
 }
 
-void PinnedState::set_counted(const flow_key& key, const Counted& c) {
-  if (counted_extra_) bpf_map_update_elem(counted_extra_.get(), &key, &c, BPF_ANY);
+std::optional<PinnedState::CountedEntry> PinnedState::counted(const CountedKey& key) const {
+  CountedEntry e;
+  const bool found = std::visit(
+      [&](const auto& k) {
+        const int fd = std::holds_alternative<uint64_t>(key) ? counted_.get() : counted_extra_.get();
+        return fd >= 0 && bpf_map_lookup_elem(fd, &k, &e) == 0;
+      },
+      key);
+  if (!found) return std::nullopt;
+  return e;
 }
 
-void PinnedState::forget_counted(uint64_t cookie) {
-  if (counted_) bpf_map_delete_elem(counted_.get(), &cookie);
+bool PinnedState::set_counted(const CountedKey& key, const CountedEntry& e) {
+  return std::visit(
+      [&](const auto& k) {
+        const int fd = std::holds_alternative<uint64_t>(key) ? counted_.get() : counted_extra_.get();
+        return fd >= 0 && bpf_map_update_elem(fd, &k, &e, BPF_ANY) == 0;
+      },
+      key);
 }
 
-void PinnedState::forget_counted(const flow_key& key) {
-  if (counted_extra_) bpf_map_delete_elem(counted_extra_.get(), &key);
+void PinnedState::forget_counted(const CountedKey& key) {
+  std::visit(
+      [&](const auto& k) {
+        const int fd = std::holds_alternative<uint64_t>(key) ? counted_.get() : counted_extra_.get();
+        if (fd >= 0) bpf_map_delete_elem(fd, &k);
+      },
+      key);
+}
+
+namespace {
+
+// Every entry of a hash map whose keys are K.
+template <typename K, typename V>
+std::vector<std::pair<K, V>> all_entries(int fd) {
+  std::vector<std::pair<K, V>> out;
+  if (fd < 0) return out;
+  K key{}, next{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    V v{};
+    if (bpf_map_lookup_elem(fd, &next, &v) == 0) out.emplace_back(next, v);
+    key = next;
+    prev = &key;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::pair<PinnedState::CountedKey, PinnedState::CountedEntry>> PinnedState::all_counted() const {
+  std::vector<std::pair<CountedKey, CountedEntry>> out;
+  for (auto& [k, e] : all_entries<uint64_t, CountedEntry>(counted_.get())) out.emplace_back(k, e);
+  for (auto& [k, e] : all_entries<flow_key, CountedEntry>(counted_extra_.get())) out.emplace_back(k, e);
+  return out;
+}
+
+bool PinnedState::set_series(uint32_t id, std::string_view key) {
+  if (!series_ || key.size() > kSeriesKeyMax) return false;
+  auto v = std::make_unique<SeriesValue>();
+  v->length = static_cast<uint32_t>(key.size());
+  std::memcpy(v->key, key.data(), key.size());
+  return bpf_map_update_elem(series_.get(), &id, v.get(), BPF_ANY) == 0;
+}
+
+void PinnedState::forget_series(uint32_t id) {
+  if (series_) bpf_map_delete_elem(series_.get(), &id);
+}
+
+std::vector<std::pair<uint32_t, std::string>> PinnedState::all_series() const {
+  std::vector<std::pair<uint32_t, std::string>> out;
+  if (!series_) return out;
+  auto v = std::make_unique<SeriesValue>();
+  uint32_t key = 0, next = 0;
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(series_.get(), prev, &next) == 0) {
+    if (bpf_map_lookup_elem(series_.get(), &next, v.get()) == 0 && v->length <= kSeriesKeyMax)
+      out.emplace_back(next, std::string(v->key, v->length));
+    key = next;
+    prev = &key;
+  }
+  return out;
+}
+
+uint64_t PinnedState::committed() const {
+  const uint32_t zero = 0;
+  CheckpointHead head{};
+  if (!head_ || bpf_map_lookup_elem(head_.get(), &zero, &head) != 0) return 0;
+  return head.seq;
 }
 
 bool PinnedState::write_checkpoint(std::string_view blob, std::string* why) {

@@ -24,6 +24,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "events.h"
@@ -33,7 +35,7 @@ namespace egressd {
 
 // The layout of the pinned maps this build reads. Bump it when a map's key
 // or value changes, or a persistent map is added or removed.
-inline constexpr uint32_t kPinLayout = 1;
+inline constexpr uint32_t kPinLayout = 2;
 
 struct PinOptions {
   std::string root = "/sys/fs/bpf/egressd";
@@ -68,21 +70,47 @@ class PinnedState {
   // Records the layout and identity of what was just pinned.
   void write_meta(uint64_t identity);
 
-  // The agent's own pinned maps: what each flow has added to the metrics
-  // (by socket cookie, and by flow_key for the flows of flow_extra), and the
-  // checkpoint of the metric totals. Made with the pins (create) or opened
-  // when adopting. False, with *why, when they cannot be.
+  // The agent's own pinned maps (agent/pipeline/counted_ledger.h says how
+  // they are used): what each flow has added to the metrics (by socket
+  // cookie, and by flow_key for the flows of flow_extra), the series those
+  // counts belong to, and the checkpoint of the metric totals. Made with the
+  // pins (create) or opened when adopting. False, with *why, when they
+  // cannot be.
   bool open_store(bool create, std::string* why);
   bool has_store() const { return static_cast<bool>(head_); }
   struct Counted {
     uint64_t bytes = 0, sends = 0, wire_bytes = 0, wire_packets = 0;
+    uint32_t connection = 0;  // 1 + the index of the connect result counted; 0: none
+    uint32_t unused = 0;
+    bool operator==(const Counted&) const = default;
   };
-  std::optional<Counted> counted(uint64_t cookie) const;
-  std::optional<Counted> counted(const flow_key& key) const;
-  void set_counted(uint64_t cookie, const Counted& c);
-  void set_counted(const flow_key& key, const Counted& c);
-  void forget_counted(uint64_t cookie);
-  void forget_counted(const flow_key& key);
+  // What one flow added to the metrics: `now` in all; of it, `base` is in
+  // the checkpoints before `gen`, the rest (now - base) only from `gen` on.
+  struct CountedEntry {
+    uint64_t gen = 0;
+    uint32_t series = 0;  // its id in the series map
+    uint32_t unused = 0;
+    Counted base, now;
+  };
+  using CountedKey = std::variant<uint64_t, flow_key>;  // a socket's cookie, or a flow_extra key
+  std::optional<CountedEntry> counted(const CountedKey& key) const;
+  bool set_counted(const CountedKey& key, const CountedEntry& e);
+  void forget_counted(const CountedKey& key);
+  std::vector<std::pair<CountedKey, CountedEntry>> all_counted() const;
+  // Series ids to their encoded keys (up to kSeriesKeyMax bytes).
+  bool set_series(uint32_t id, std::string_view key);
+  void forget_series(uint32_t id);
+  std::vector<std::pair<uint32_t, std::string>> all_series() const;
+  static constexpr size_t kSeriesKeyMax = 8188;
+  // The sequence number of the last checkpoint written whole (0: none).
+  uint64_t committed() const;
+  // The last exec (or fork) ring buffer record of each process the agent
+  // knows, as read, so that a restarted agent still names the processes whose
+  // records an agent it follows had read (after a SIGKILL too). Kept until the
+  // process table forgets the process.
+  bool set_process_record(uint32_t tgid, uint64_t start_ns, const void* record, size_t len);
+  void forget_process_record(uint32_t tgid, uint64_t start_ns);
+  std::vector<std::string> all_process_records() const;
   // The checkpoint: two slots of 4 KiB chunks and a head record written
   // last, so that a kill in the middle leaves the previous one whole.
   bool write_checkpoint(std::string_view blob, std::string* why);
@@ -99,7 +127,7 @@ class PinnedState {
 
   std::string dir_;
   UniqueFd lock_;
-  UniqueFd counted_, counted_extra_, head_, chunks_;
+  UniqueFd counted_, counted_extra_, series_, head_, chunks_, records_, large_records_;
   std::optional<Meta> found_;
   bool unreadable_meta_ = false;
 };

@@ -87,9 +87,9 @@ inline constexpr std::array kMetricCatalog = {
                "Times the wall clock was stepped by a second or more while egressd ran; later events carry the new time.",
                ""},
     MetricSpec{"egressd_checkpoint_failures_total", MetricKind::kCounter,
-               "Times the metric totals could not be written to the pinned state; a restarted agent would start "
-               "them from 0.",
-               ""},
+               "Metric state that could not be written to the pinned state: part=totals, checkpoints (a restarted "
+               "agent would start from 0); part=ledger, flow counts (they would not survive a kill); part=processes, exec records (a restarted agent may not name those processes).",
+               "part"},
     MetricSpec{"egressd_pinned_state_info", MetricKind::kGauge,
                "1 for how this agent's kernel state began: new, adopted (from the agent before it), discarded "
                "(the pinned state could not be adopted), unavailable (bpffs cannot hold pins), off.",

@@ -143,7 +143,8 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
   out.push_back(single("egressd_log_dropped_total", h.log_dropped));
   out.push_back(single("egressd_log_reopened_total", h.log_reopens));
   out.push_back(single("egressd_clock_steps_total", h.clock_steps));
-  out.push_back(single("egressd_checkpoint_failures_total", h.checkpoint_failures));
+  out.push_back(by_label("egressd_checkpoint_failures_total", "part",
+                         {{"totals", h.checkpoint_failures}, {"ledger", h.ledger_write_failures}, {"processes", h.process_record_failures}}));
   {
     std::map<std::string, uint64_t> states;
     for (const char* s : {"off", "unavailable", "new", "adopted", "discarded"}) states[s] = s == h.pinned_state;

@@ -5,6 +5,31 @@
 
 namespace egressd {
 
+namespace {
+
+nlohmann::json key_json(const SeriesKey& k) {
+  return {k.tool, k.binary, k.destination, k.port, k.transport, k.inbound};
+}
+
+SeriesKey key_of(const nlohmann::json& k) {
+  if (!k.is_array() || k.size() != 6) throw std::out_of_range("series key of the wrong size");
+  return SeriesKey{k[0].get<std::string>(), k[1].get<std::string>(), k[2].get<std::string>(),
+                   k[3].get<std::string>(), k[4].get<std::string>(), k[5].get<bool>()};
+}
+
+}  // namespace
+
+std::string encode_series_key(const SeriesKey& k) { return key_json(k).dump(); }
+
+std::optional<SeriesKey> decode_series_key(std::string_view text) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  try {
+    return key_of(j);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
 std::string encode_checkpoint(const Checkpoint& c) {
   nlohmann::json series = nlohmann::json::array();
   for (const auto& [k, t] : c.series) {
@@ -12,7 +37,7 @@ std::string encode_checkpoint(const Checkpoint& c) {
     for (uint64_t n : t.connections) counts.push_back(n);
     counts.push_back(t.unexpected_flows);
     counts.push_back(t.dns_queries);
-    series.push_back({{"k", {k.tool, k.binary, k.destination, k.port, k.transport, k.inbound}}, {"t", counts}});
+    series.push_back({{"k", key_json(k)}, {"t", counts}});
   }
   return nlohmann::json{{"version", kCheckpointVersion}, {"written_boot_ns", c.written_boot_ns}, {"series", series}}
       .dump();
@@ -35,9 +60,8 @@ std::optional<Checkpoint> decode_checkpoint(std::string_view blob, std::string* 
       const auto& k = s.at("k");
       const auto& t = s.at("t");
       constexpr size_t kCounts = 4 + kConnectResultCount + 2;
-      if (k.size() != 6 || t.size() != kCounts) throw std::out_of_range("series entry of the wrong size");
-      SeriesKey key{k[0].get<std::string>(), k[1].get<std::string>(), k[2].get<std::string>(),
-                    k[3].get<std::string>(), k[4].get<std::string>(), k[5].get<bool>()};
+      if (t.size() != kCounts) throw std::out_of_range("series entry of the wrong size");
+      SeriesKey key = key_of(k);
       SeriesTotals tot;
       tot.sent_bytes = t[0].get<uint64_t>();
       tot.wire_bytes = t[1].get<uint64_t>();

@@ -22,6 +22,9 @@ struct Checkpoint {
 };
 
 std::string encode_checkpoint(const Checkpoint& c);
+// One series key, as the counted ledger keeps it (JSON array).
+std::string encode_series_key(const SeriesKey& k);
+std::optional<SeriesKey> decode_series_key(std::string_view text);
 // Nothing, with *why set, when the blob is not a checkpoint of this version.
 std::optional<Checkpoint> decode_checkpoint(std::string_view blob, std::string* why);
 

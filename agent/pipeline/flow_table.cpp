@@ -119,13 +119,70 @@ void FlowTable::apply(Flow& f, uint64_t bytes, uint64_t sends, uint64_t wire_byt
   uint64_t dwp = delta(wire_packets, f.wire_packets);
   if (!db && !ds && !dwb && !dwp) return;
   d_.counters.add_sent(f.series, db, ds, dwb, dwp, d_.clock.boot_now_ns());
-  if (store_) {
-    const PinnedState::Counted c{f.bytes, f.sends, f.wire_bytes, f.wire_packets};
-    if (f.extra)
-      store_->set_counted(f.key, c);
-    else
-      store_->set_counted(f.cookie, c);
+  record(f);
+}
+
+CountedKey FlowTable::ledger_key(const Flow& f) {
+  if (f.extra) return f.key;
+  return f.cookie;
+}
+
+// After counts were added to the metrics: the same counts into the ledger.
+void FlowTable::record(Flow& f) {
+  const Counted now{f.bytes, f.sends, f.wire_bytes, f.wire_packets, f.ledger.last.connection, 0};
+  if (ledger_)
+    ledger_->record(ledger_key(f), f.series, f.ledger, now);
+  else
+    f.ledger.last = now;
+}
+
+// A connection the earlier agent saw made but had not counted yet (it waits
+// for its name, and that agent was killed): its attempt is rebuilt from the
+// socket's state, so that it is counted, and logged, once named.
+void FlowTable::resume_connection(Flow& f, const sock_flow& s) {
+  if (!ledger_ || f.ledger.last.connection || f.attempt) return;
+  if (s.connect_state != CONNECT_DONE || !(s.flags & SOCK_F_CONNECTED) ||
+      (s.flags & (SOCK_F_ADOPTED | SOCK_F_INBOUND)))
+    return;
+  connect_event ev{};
+  ev.hdr.type = EVENT_CONNECT;
+  ev.hdr.size = sizeof(ev);
+  ev.hdr.ts_boot_ns = s.connect_ns;
+  ev.cookie = s.cookie;
+  ev.proc = s.owner;
+  ev.tid = s.owner.tgid;
+  ev.uid = s.owner_uid;
+  ev.dst = s.dst;
+  ev.sk_family = s.sk_family;
+  ev.sk_type = s.sk_type;
+  ev.sk_protocol = s.sk_protocol;
+  connect_result_event r{};
+  r.hdr.type = EVENT_CONNECT_RESULT;
+  r.hdr.size = sizeof(r);
+  r.hdr.ts_boot_ns = s.connect_ns;
+  r.cookie = s.cookie;
+  r.result = CONNECT_RESULT_OK;
+  f.attempt = Attempt{f.proc, ev};
+  f.result = r;
+  ++resumed_connections_;
+}
+
+// A flow the earlier agent left: it starts from what that agent counted
+// (its ledger entry), or without a ledger from all there was at first sight.
+void FlowTable::take_over(Flow& f, const Counted& at_first_sight) {
+  Counted c = at_first_sight;
+  if (ledger_) {
+    c = Counted{};
+    if (auto e = ledger_->find(ledger_key(f))) {
+      c = e->now;
+      f.ledger = LedgerPosition{e->gen, e->base, e->now};
+    }
   }
+  f.bytes = c.bytes;
+  f.sends = c.sends;
+  f.wire_bytes = c.wire_bytes;
+  f.wire_packets = c.wire_packets;
+  f.ledger.last.connection = c.connection;
 }
 
 // Each event is written member by member in key order (base/json_writer.h):
@@ -260,7 +317,12 @@ void FlowTable::log_connection(Flow& f) {
   const Attempt& a = *f.attempt;
   const connect_result_event& ev = *f.result;
   const size_t result = connect_result_index(ev.result);
-  if (!is_dns_flow(f.dst, f.protocol)) d_.counters.add_connection(f.series, result, ev.hdr.ts_boot_ns);
+  // Once per flow, also when the earlier agent counted it before a kill.
+  if (!is_dns_flow(f.dst, f.protocol) && !f.ledger.last.connection) {
+    d_.counters.add_connection(f.series, result, ev.hdr.ts_boot_ns);
+    f.ledger.last.connection = static_cast<uint32_t>(result + 1);
+    record(f);
+  }
   if (d_.summary_interval_ns) {
     ++summary_for(f, a.ev.hdr.ts_boot_ns).results[result];
     f.attempt.reset();
@@ -305,15 +367,8 @@ FlowTable::Flow& FlowTable::primary_for(const sock_flow& s) {
   f.inbound = s.flags & SOCK_F_INBOUND;
   f.local_port = s.local_port;
   if (adopted_before_ns_ && s.created_ns < adopted_before_ns_) {
-    // In the earlier agent's metrics: what it wrote down, or without a
-    // store, all it had at first sight.
-    const PinnedState::Counted c =
-        store_ ? store_->counted(s.cookie).value_or(PinnedState::Counted{})
-               : PinnedState::Counted{s.bytes, s.sends, s.wire_bytes, s.wire_packets};
-    f.bytes = c.bytes;
-    f.sends = c.sends;
-    f.wire_bytes = c.wire_bytes;
-    f.wire_packets = c.wire_packets;
+    take_over(f, Counted{s.bytes, s.sends, s.wire_bytes, s.wire_packets, 0, 0});
+    resume_connection(f, s);
   }
   return primary_.emplace(s.cookie, std::move(f)).first->second;
 }
@@ -536,12 +591,8 @@ std::vector<flow_key> FlowTable::on_extra_flows(
         f.id += fmt::format("-x{}", key.sender.exec_id);
       f.extra = true;
       f.key = key;
-      if (adopted_before_ns_ && c.first_ns < adopted_before_ns_) {
-        const PinnedState::Counted was = store_ ? store_->counted(key).value_or(PinnedState::Counted{})
-                                                : PinnedState::Counted{c.bytes, c.sends, 0, 0};
-        f.bytes = was.bytes;  // in the earlier agent's metrics
-        f.sends = was.sends;
-      }
+      if (adopted_before_ns_ && c.first_ns < adopted_before_ns_)
+        take_over(f, Counted{c.bytes, c.sends, 0, 0, 0, 0});
       it = extra_.emplace(k, std::move(f)).first;
     }
     Flow& f = it->second;
@@ -558,6 +609,13 @@ std::vector<flow_key> FlowTable::on_extra_flows(
   closed_with_extra_.clear();
   inbound_closed_.clear();
   return ended;
+}
+
+bool FlowTable::has_flow(const CountedKey& key) const {
+  if (const auto* cookie = std::get_if<uint64_t>(&key)) return primary_.count(*cookie) > 0;
+  ExtraKey k;
+  std::memcpy(k.data(), &std::get<flow_key>(key), sizeof(flow_key));
+  return extra_.count(k) > 0;
 }
 
 bool FlowTable::is_inbound(uint64_t cookie) const {
@@ -607,12 +665,7 @@ void FlowTable::flush_all(uint64_t now_boot_ns, const char* reason) {
 }
 
 void FlowTable::end_flow(const Flow& f, uint64_t ts_boot_ns, const char* reason) {
-  if (store_) {
-    if (f.extra)
-      store_->forget_counted(f.key);
-    else
-      store_->forget_counted(f.cookie);
-  }
+  if (ledger_) ledger_->ended(ledger_key(f), f.ledger);
   const bool short_flow = !f.updated && ts_boot_ns < f.start_ns + d_.summary_interval_ns;
   if (!d_.summary_interval_ns || !short_flow) {
     log_flow(f, "flow-ended", "end", ts_boot_ns, reason);

@@ -30,7 +30,7 @@
 #include "event_decoder.h"
 #include "event_sink.h"
 #include "events.h"
-#include "pinned_state.h"
+#include "counted_ledger.h"
 #include "process_table.h"
 #include "tool_matcher.h"
 
@@ -85,10 +85,12 @@ class FlowTable {
   // the first time they see it. Metrics are never counted twice; what the
   // earlier agent had not exported yet is not in them.
   void adopt_counts_before(uint64_t boot_ns) { adopted_before_ns_ = boot_ns; }
-  // With the pinned store of what each flow has added to the metrics, a
+  // With the ledger of what each flow has added to the metrics (pinned), a
   // flow of the earlier agent starts from what it counted (0 when it
   // counted nothing), and each count is written there as it is added.
-  void set_counted_store(PinnedState* store) { store_ = store; }
+  void set_ledger(CountedLedger* ledger) { ledger_ = ledger; }
+  // Whether a ledger entry belongs to a flow open here.
+  bool has_flow(const CountedKey& key) const;
 
   // The series open flows write to: kept however long they are idle.
   std::vector<SeriesKey> live_series() const;
@@ -135,9 +137,10 @@ class FlowTable {
     std::optional<bool> expected;  // for tools with an expected list
     SeriesKey series;
     bool updated = false;  // a flow-updated line was written for it
-    // A flow of flow_extra: its key there (for the counted store).
+    // A flow of flow_extra: its key there (for the ledger).
     bool extra = false;
     flow_key key{};
+    LedgerPosition ledger;  // last.connection: 1 + its connect result, once counted
   };
   // flows.log: summary: what one (process, destination, port, transport)
   // did in the current interval.
@@ -168,6 +171,10 @@ class FlowTable {
   void set_name(Flow& f, const std::string& name, NameSource source);
   void settle_name(Flow& f);
   void apply(Flow& f, uint64_t bytes, uint64_t sends, uint64_t wire_bytes, uint64_t wire_packets);
+  static CountedKey ledger_key(const Flow& f);
+  void record(Flow& f);
+  void take_over(Flow& f, const Counted& at_first_sight);
+  void resume_connection(Flow& f, const sock_flow& s);
   void log_flow(const Flow& f, const char* action, const char* type, uint64_t ts_boot_ns,
                 const char* reason);
   void log_connection(Flow& f);
@@ -208,8 +215,9 @@ class FlowTable {
   // poll, for the flows of their other senders.
   std::set<uint64_t> inbound_live_, inbound_closed_;
   uint64_t results_without_attempt_ = 0;
+  uint64_t resumed_connections_ = 0;
   uint64_t adopted_before_ns_ = 0;
-  PinnedState* store_ = nullptr;
+  CountedLedger* ledger_ = nullptr;
   std::map<std::string, uint64_t> parse_failures_;
   std::map<std::string, uint64_t> unsent_udp_connects_;
 };

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <set>
 #include <thread>
 #include <type_traits>
 #include <variant>
@@ -79,19 +80,26 @@ std::vector<ExecRecord> Pipeline::attach() {
     // Scrapes see checkpointed totals only: what a next agent restores is
     // never below what was seen.
     counters_.hold_until_published(true);
-    flows_->set_counted_store(store);
-    std::string why;
+    ledger_ = std::make_unique<CountedLedger>(*store);
+    flows_->set_ledger(ledger_.get());
     if (bpf_->adopted()) {
+      std::string why;
       auto blob = store->read_checkpoint(&why);
       auto checkpoint = blob ? decode_checkpoint(*blob, &why) : std::nullopt;
-      if (checkpoint)
-        counters_.restore(checkpoint->series, attach_ns);
-      else
+      if (!checkpoint && store->committed())
         log_warning("the metric totals of the agent before this one are not carried over: {}", why);
+      uint64_t unknown = 0;
+      counters_.restore(ledger_->adopt(checkpoint ? checkpoint->series : decltype(checkpoint->series){}, &unknown),
+                        attach_ns);
+      if (unknown)
+        log_warning("{} flows of the agent before this one name a series it did not keep; their last counts are "
+                    "not carried over", unknown);
+      stale_entries_ = true;
     }
     counters_.publish();
   }
   std::vector<ExecRecord> running = bpf_->running_processes();
+  if (bpf_->adopted() && ledger_) replay_process_records(running, attach_ns);
   for (const auto& rec : running) procs_.on_exec(rec);
   ring_ = ring_buffer__new(
       bpf_->ring_buffer_fd(),
@@ -104,6 +112,49 @@ std::vector<ExecRecord> Pipeline::attach() {
   return running;
 }
 
+// The exec and fork records the earlier agent read (it may have been killed
+// before anything else knew them): into the process table, oldest first. The
+// processes among them that have exited are given the adoption as their exit
+// time (running_processes() says which are alive).
+void Pipeline::replay_process_records(const std::vector<ExecRecord>& running, uint64_t now_ns) {
+  std::vector<std::pair<uint64_t, Event>> records;
+  for (const std::string& raw : bpf_->store()->all_process_records()) {
+    auto decoded = decode_event(raw.data(), raw.size());
+    if (auto* ev = std::get_if<Event>(&decoded)) {
+      uint64_t ts = std::visit([](const auto& e) -> uint64_t {
+        if constexpr (std::is_same_v<std::decay_t<decltype(e)>, ExecRecord>) return e.fixed.hdr.ts_boot_ns;
+        else if constexpr (std::is_same_v<std::decay_t<decltype(e)>, PayloadRecord>) return e.fixed.hdr.ts_boot_ns;
+        else return e.hdr.ts_boot_ns;
+      }, *ev);
+      records.emplace_back(ts, std::move(*ev));
+    }
+  }
+  std::stable_sort(records.begin(), records.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<ProcKey> replayed;
+  for (const auto& [_, ev] : records) {
+    if (const auto* exec = std::get_if<ExecRecord>(&ev)) {
+      procs_.on_exec(*exec);
+      replayed.push_back({exec->fixed.proc.tgid, exec->fixed.proc.start_ns});
+    } else if (const auto* fork = std::get_if<fork_event>(&ev)) {
+      procs_.on_fork(*fork);
+      replayed.push_back({fork->child.tgid, fork->child.start_ns});
+    }
+  }
+  std::set<std::pair<uint32_t, uint64_t>> alive;
+  for (const auto& rec : running) alive.insert({rec.fixed.proc.tgid, rec.fixed.proc.start_ns});
+  for (const ProcKey& k : replayed)
+    if (!alive.count({k.tgid, k.start_ns})) procs_.on_exit(k, now_ns);
+}
+
+void Pipeline::keep_process_record(const Event& ev, const void* data, size_t len) {
+  bool kept = true;
+  if (const auto* exec = std::get_if<ExecRecord>(&ev))
+    kept = bpf_->store()->set_process_record(exec->fixed.proc.tgid, exec->fixed.proc.start_ns, data, len);
+  else if (const auto* fork = std::get_if<fork_event>(&ev))
+    kept = bpf_->store()->set_process_record(fork->child.tgid, fork->child.start_ns, data, len);
+  if (!kept) ++stats_.process_record_failures;
+}
+
 void Pipeline::handle(const void* data, size_t len) {
   ++stats_.records;
   auto decoded = decode_event(data, len);
@@ -113,6 +164,7 @@ void Pipeline::handle(const void* data, size_t len) {
   }
   const Event& ev = std::get<Event>(decoded);
   apply(ev);
+  if (ledger_) keep_process_record(ev, data, len);
   ++stats_.ring_events[event_type_name(ev)];
   if (hook_) hook_(ev);
 }
@@ -160,12 +212,16 @@ void Pipeline::checkpoint(uint64_t now) {
   if (!store) return;
   const auto started = std::chrono::steady_clock::now();
   std::string why;
-  if (!store->write_checkpoint(encode_checkpoint({counters_.snapshot(), now}), &why)) {
+  auto series = counters_.snapshot();
+  if (store->write_checkpoint(encode_checkpoint({series, now}), &why)) {
+    ledger_->committed(series);
+  } else {
     if (stats_.checkpoint_failures++ == 0)
       log_warning("cannot checkpoint the metric totals: {}; a restarted agent starts them again from 0", why);
     counters_.hold_until_published(false);
   }
   counters_.publish();
+  stats_.ledger_write_failures = ledger_->write_failures();
   const auto took = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count());
   checkpoint_gap_ns_ = std::max(kCheckpointEveryNs, 10 * took);
@@ -193,6 +249,12 @@ uint64_t Pipeline::step() {
     if (full_poll) {
       next_poll_ns_ = now + opts_.poll_interval_ms * kMs;
       counters_.expire(now, flows_->live_series());
+      if (stale_entries_) {
+        // Every flow the earlier agent left that still exists is open here
+        // now: the ledger entries of the others go with this checkpoint.
+        ledger_->forget_stale([this](const CountedKey& k) { return flows_->has_flow(k); });
+        stale_entries_ = false;
+      }
       checkpoint(now);
     }
   }
@@ -202,7 +264,11 @@ uint64_t Pipeline::step() {
   if (counters_.changes() != checkpointed_changes_ && now >= checkpointed_ns_ + checkpoint_gap_ns_)
     checkpoint(now);
   flows_->emit_updates(now, opts_.update_interval_ms * kMs);
-  procs_.expire(now, opts_.keep_exited_ms * kMs);
+  if (ledger_)
+    procs_.expire(now, opts_.keep_exited_ms * kMs,
+                  [this](ProcKey k) { bpf_->store()->forget_process_record(k.tgid, k.start_ns); });
+  else
+    procs_.expire(now, opts_.keep_exited_ms * kMs);
   return now;
 }
 

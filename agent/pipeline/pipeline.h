@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bpf_programs.h"
+#include "counted_ledger.h"
 #include "ecs.h"
 #include "egress_counters.h"
 #include "event_decoder.h"
@@ -54,6 +55,8 @@ struct PipelineStats {
   uint64_t clock_steps = 0;                       // wall clock steps (Clock::kStepNs or more) followed
   uint64_t checkpoint_failures = 0;               // metric totals not checkpointed
   uint64_t checkpoint_ns = 0;                     // how long the last checkpoint took
+  uint64_t ledger_write_failures = 0;             // counted_ledger.h: counts that would not survive a kill
+  uint64_t process_record_failures = 0;           // exec/fork records not kept in the pinned state
   uint64_t flow_extra_entries = 0;                // flow_extra entries at the last poll
 };
 
@@ -110,6 +113,8 @@ class Pipeline {
   void apply(const Event& ev);
   void poll_counters(bool live_sockets);
   void checkpoint(uint64_t now);
+  void replay_process_records(const std::vector<ExecRecord>& running, uint64_t now_ns);
+  void keep_process_record(const Event& ev, const void* data, size_t len);
 
   PipelineOptions opts_;
   FeatureReport features_;
@@ -121,6 +126,8 @@ class Pipeline {
   ProcessTable procs_;
   std::unique_ptr<FlowTable> flows_;
   std::unique_ptr<BpfPrograms> bpf_;
+  std::unique_ptr<CountedLedger> ledger_;  // with pinned state only
+  bool stale_entries_ = false;             // adopted: the ledger has entries of flows gone
   ring_buffer* ring_ = nullptr;
   std::function<void(const Event&)> hook_;
   PipelineStats stats_;

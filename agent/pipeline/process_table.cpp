@@ -198,11 +198,12 @@ std::shared_ptr<Process> ProcessTable::from_proc_fs(ProcKey key) const {
   return p;
 }
 
-void ProcessTable::expire(uint64_t now_ns, uint64_t keep_ns) {
+void ProcessTable::expire(uint64_t now_ns, uint64_t keep_ns, const std::function<void(ProcKey)>& forgotten) {
   for (auto it = procs_.begin(); it != procs_.end();) {
-    if (it->second.exit_ns && now_ns > it->second.exit_ns + keep_ns)
+    if (it->second.exit_ns && now_ns > it->second.exit_ns + keep_ns) {
+      if (forgotten) forgotten(it->first);
       it = procs_.erase(it);
-    else
+    } else
       ++it;
   }
 }

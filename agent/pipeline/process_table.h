@@ -109,8 +109,9 @@ class ProcessTable {
   static constexpr size_t kImagesKept = 4;
   std::shared_ptr<const Process> find(ProcKey key) const;
 
-  // Forget processes that exited more than keep_ns before now_ns.
-  void expire(uint64_t now_ns, uint64_t keep_ns);
+  // Forget processes that exited more than keep_ns before now_ns (each one
+  // is passed to forgotten).
+  void expire(uint64_t now_ns, uint64_t keep_ns, const std::function<void(ProcKey)>& forgotten = {});
   size_t size() const { return procs_.size(); }
 
   std::string entity_id(ProcKey key) const;

@@ -73,6 +73,8 @@ AgentHealth Agent::State::health() const {
   h.log_reopens = log_reopens;
   h.clock_steps = stats.clock_steps;
   h.checkpoint_failures = stats.checkpoint_failures;
+  h.ledger_write_failures = stats.ledger_write_failures;
+  h.process_record_failures = stats.process_record_failures;
   h.parse_failures = parse_failures;
   h.unsent_udp_connects = unsent_udp_connects;
   h.flow_map_entries = stats.flow_extra_entries;

@@ -123,16 +123,24 @@ TEST_F(Restart, SigtermThenSigkillInTheMiddleOfALongFlowAnd1000ShortOnesLoseNoBy
     if (field(e, "process.pid") == std::to_string(long_flow.pid()) && !field(e, "egressd.flow.id").empty())
       ids.insert(field(e, "egressd.flow.id"));
   EXPECT_EQ(ids.size(), 1u);
-  // Never counted twice: the last agent's metric holds at most what was
-  // sent (what an earlier agent counted is in its own series, until it went).
-  // Metrics: checkpointed each poll and restored, so never counted twice;
-  // what the SIGKILLed agent counted from closes after its last checkpoint
-  // is the one loss (at most one poll's worth of short connections).
-  std::this_thread::sleep_for(2500ms);
-  const double metric = metric_sum(c->scrape(), "egressd_sent_bytes_total", {{"binary", traffic_bin()}});
-  std::cout << "metric after SIGTERM and SIGKILL: " << metric << " of 200000\n";
-  EXPECT_LE(metric, 200000.0);
-  EXPECT_GE(metric, 200000.0 - 2 * 100 * 100 * 2.5 / 0.4) << "more than a poll's worth of short flows lost";
+  // Metrics: the totals are checkpointed and each flow's counts are in the
+  // ledger (agent/pipeline/counted_ledger.h), so the last agent's metric is
+  // exactly what was sent, through the SIGTERM and the SIGKILL alike.
+  std::string scrape;
+  wait_until([&] {
+    scrape = c->scrape();
+    return metric_sum(scrape, "egressd_sent_bytes_total", {{"port", port}}) >= 200000;
+  }, 5s);
+  EXPECT_EQ(metric_sum(scrape, "egressd_sent_bytes_total", {{"binary", traffic_bin()}, {"port", port}}), 200000);
+  EXPECT_EQ(metric_sum(scrape, "egressd_send_calls_total", {{"binary", traffic_bin()}, {"port", port}}), 100 + 1000);
+  // Connections: exact in most runs; in about one run of three one short
+  // connection is neither logged nor counted (not explained yet: a connect
+  // read by the killed agent whose result the next one read is the
+  // suspect). Never more than were made.
+  const double connections = metric_sum(scrape, "egressd_connections_total",
+                                        {{"binary", traffic_bin()}, {"port", port}, {"result", "ok"}});
+  EXPECT_LE(connections, 1 + 1000);
+  EXPECT_GE(connections, 1 + 1000 - 2);
   EXPECT_EQ(c->stop(), 0);
   EXPECT_TRUE(pinned(instance_)) << "a stopped agent leaves its state pinned for the next one";
 }
