@@ -396,6 +396,7 @@ const std::string& BpfPrograms::pin_dir() const {
 // links. A pin that fails leaves nothing pinned: the state is then this
 // agent's alone, as without pinning.
 void BpfPrograms::pin_all() {
+  if (pin_outcome_ == PinOutcome::kDiscarded) discarded_flows_ = pins_->flows_held();
   pins_->clear();
   std::string failed;
   for (const char* name : kPersistentMaps) {

@@ -60,6 +60,9 @@ class BpfPrograms {
   // discarded or could not be pinned.
   PinOutcome pin_outcome() const { return pin_outcome_; }
   const std::string& pin_reason() const { return pin_reason_; }
+  // Discarded: the open flows the earlier state held (PinnedState::flows_held),
+  // whose counts since the earlier agent's last read are lost.
+  uint64_t discarded_flows() const { return discarded_flows_; }
   // The instance's pin directory; "" when nothing is pinned.
   const std::string& pin_dir() const;
   // Removes this instance's pins: the programs are detached when this
@@ -141,6 +144,7 @@ class BpfPrograms {
   std::shared_ptr<PinnedState> pins_;
   PinOutcome pin_outcome_ = PinOutcome::kOff;
   std::string pin_reason_;
+  uint64_t discarded_flows_ = 0;
 };
 
 }  // namespace egressd

@@ -166,6 +166,24 @@ bool PinnedState::adoptable(uint64_t identity, const std::vector<std::string>& l
 
 int PinnedState::open_map(const std::string& name) const { return bpf_obj_get(map_path(name).c_str()); }
 
+uint64_t PinnedState::flows_held() const {
+  uint64_t n = 0;
+  for (const char* name : {"sk_flows_hash", "flow_extra"}) {
+    UniqueFd fd(open_map(name));
+    bpf_map_info info{};
+    uint32_t len = sizeof(info);
+    if (!fd || bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0 || !info.key_size) continue;
+    std::vector<char> key(info.key_size), next(info.key_size);
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd.get(), prev, next.data()) == 0) {
+      ++n;
+      key.swap(next);
+      prev = key.data();
+    }
+  }
+  return n;
+}
+
 void PinnedState::clear() {
   // The meta first: a directory without it is never adopted.
   unlink((dir_ + "/meta").c_str());

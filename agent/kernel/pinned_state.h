@@ -64,6 +64,11 @@ class PinnedState {
   std::string link_path(const std::string& program) const { return dir_ + "/link_" + program; }
   // Opens a pinned map; -1 when it is not there.
   int open_map(const std::string& name) const;
+  // How many open flows the pinned maps hold (socket states in the hash
+  // store, flow_extra entries), read by key size alone so that it works for
+  // any layout: what discarding them loses. Socket states in sk_storage
+  // cannot be listed from user space and are not in it.
+  uint64_t flows_held() const;
   // Unpins everything in the directory (the programs of unpinned links are
   // detached once no descriptor holds them).
   void clear();

@@ -90,6 +90,10 @@ inline constexpr std::array kMetricCatalog = {
                "Metric state that could not be written to the pinned state: part=totals, checkpoints (a restarted "
                "agent would start from 0); part=ledger, flow counts (they would not survive a kill); part=processes, exec records (a restarted agent may not name those processes).",
                "part"},
+    MetricSpec{"egressd_pinned_discarded_flows", MetricKind::kGauge,
+               "Open flows the pinned state this agent discarded held: their counts since the earlier agent's last "
+               "read are lost (0 unless egressd_pinned_state_info{state=\"discarded\"}).",
+               ""},
     MetricSpec{"egressd_pinned_state_info", MetricKind::kGauge,
                "1 for how this agent's kernel state began: new, adopted (from the agent before it), discarded "
                "(the pinned state could not be adopted), unavailable (bpffs cannot hold pins), off.",

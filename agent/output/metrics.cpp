@@ -149,6 +149,7 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
     std::map<std::string, uint64_t> states;
     for (const char* s : {"off", "unavailable", "new", "adopted", "discarded"}) states[s] = s == h.pinned_state;
     out.push_back(by_label("egressd_pinned_state_info", "state", states));
+    out.push_back(single("egressd_pinned_discarded_flows", h.pinned_discarded_flows));
   }
   out.push_back(single("egressd_series", series.size()));
   out.push_back(single("egressd_series_folded_total", h.series_folded));

@@ -34,6 +34,7 @@ struct AgentHealth {
   uint64_t log_reopens = 0;
   uint64_t clock_steps = 0;
   uint64_t checkpoint_failures = 0;
+  uint64_t pinned_discarded_flows = 0;
   uint64_t ledger_write_failures = 0;
   uint64_t process_record_failures = 0;
   std::string pinned_state = "off";  // pin_outcome_name

@@ -73,6 +73,7 @@ AgentHealth Agent::State::health() const {
   h.log_reopens = log_reopens;
   h.clock_steps = stats.clock_steps;
   h.checkpoint_failures = stats.checkpoint_failures;
+  h.pinned_discarded_flows = pipeline->bpf().discarded_flows();
   h.ledger_write_failures = stats.ledger_write_failures;
   h.process_record_failures = stats.process_record_failures;
   h.parse_failures = parse_failures;
@@ -114,6 +115,7 @@ void Agent::State::log_agent(const char* action, const char* type) {
   nlohmann::json pinned = {{"state", pin_outcome_name(bpf.pin_outcome())}};
   if (!bpf.pin_dir().empty()) pinned["directory"] = bpf.pin_dir();
   if (!bpf.pin_reason().empty()) pinned["reason"] = bpf.pin_reason();
+  if (bpf.pin_outcome() == PinOutcome::kDiscarded) pinned["discarded_flows"] = bpf.discarded_flows();
   j["egressd"]["kernel"]["pinned"] = std::move(pinned);
   j["egressd"]["privileges"]["capabilities"] = privileges_kept.empty() ? "none" : "kept";
   if (!privileges_kept.empty()) j["egressd"]["privileges"]["reason"] = privileges_kept;

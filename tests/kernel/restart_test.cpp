@@ -9,12 +9,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <set>
 #include <thread>
 
 #include "harness.h"
+#include "temp_dir.h"
 
 namespace egressd::test {
 namespace {
@@ -134,9 +136,10 @@ TEST_F(Restart, SigtermThenSigkillInTheMiddleOfALongFlowAnd1000ShortOnesLoseNoBy
   EXPECT_EQ(metric_sum(scrape, "egressd_sent_bytes_total", {{"binary", traffic_bin()}, {"port", port}}), 200000);
   EXPECT_EQ(metric_sum(scrape, "egressd_send_calls_total", {{"binary", traffic_bin()}, {"port", port}}), 100 + 1000);
   // Connections: exact in most runs; in about one run of three one short
-  // connection is neither logged nor counted (not explained yet: a connect
-  // read by the killed agent whose result the next one read is the
-  // suspect). Never more than were made.
+  // connection made while an adopting agent starts is neither logged nor
+  // counted: its close shows connect_state still pending and SOCK_F_PEEK
+  // still set, as if neither inet_sock_set_state nor cgroup_skb/egress had
+  // found its state (not explained yet). Never more than were made.
   const double connections = metric_sum(scrape, "egressd_connections_total",
                                         {{"binary", traffic_bin()}, {"port", port}, {"result", "ok"}});
   EXPECT_LE(connections, 1 + 1000);
@@ -173,21 +176,44 @@ TEST_F(Restart, MetricsContinueExactlyAcrossASigterm) {
   EXPECT_EQ(metric_sum(b.scrape(), "egressd_sent_bytes_total", ours), 60000.0);
 }
 
-TEST_F(Restart, PinnedStateOfALayoutThisBuildCannotReadIsDiscardedWithItsReason) {
+TEST_F(Restart, PinnedStateOfALayoutThisBuildCannotReadIsDiscardedWithItsReasonAndItsFlowsCounted) {
   TcpSink sink;
+  // The hash store, whose socket states can be counted from user space
+  // (PinnedState::flows_held), whatever this kernel would choose.
+  TempDir dir("egressd-layout");
+  const std::string config = dir.path() + "/egressd.yaml";
+  std::ofstream(config) << "kernel:\n  socket_state: hash\n";
+  std::vector<std::string> hash_store = args();
+  hash_store.insert(hash_store.end(), {"--config", config});
+  std::unique_ptr<InteractiveTraffic> held;
   {
-    AgentProcess a(args());
+    AgentProcess a(hash_store);
     ASSERT_TRUE(a.started()) << a.stderr_text();
-    EXPECT_EQ(a.stop(), 0);
+    // An open flow in the pinned state when it is discarded.
+    held = std::make_unique<InteractiveTraffic>(
+        traffic_bin(), std::vector<std::string>{"--hold", "tcp", "127.0.0.1", std::to_string(sink.port()), "1000", "1000", "send"});
+    ASSERT_NE(held->first_line().find("holding"), std::string::npos) << held->first_line();
+    EXPECT_EQ(a.stop(), 0);  // its count so far is logged at the stop
+    EXPECT_EQ(logged_bytes(a.events(), held->pid(), sink.port()), 1000u);
   }
   ASSERT_TRUE(pinned(instance_));
   setenv("EGRESSD_TEST_PIN_LAYOUT", "999", 1);  // as if another build had pinned it
-  AgentProcess b(args());
+  AgentProcess b(hash_store);
   unsetenv("EGRESSD_TEST_PIN_LAYOUT");
   ASSERT_TRUE(b.started()) << b.stderr_text();
   EXPECT_EQ(pinned_state(b), "discarded");
   EXPECT_NE(pinned_reason(b).find("layout 999, this build reads layout"), std::string::npos) << pinned_reason(b);
-  EXPECT_EQ(metric_sum(b.scrape(), "egressd_pinned_state_info", {{"state", "discarded"}}), 1);
+  const std::string scrape = b.scrape();
+  EXPECT_EQ(metric_sum(scrape, "egressd_pinned_state_info", {{"state", "discarded"}}), 1);
+  // The held socket at least (the host's other sockets are in it too).
+  uint64_t discarded = 0;
+  for (const auto& e : b.events())
+    if (field(e, "event.action") == "agent-started")
+      discarded = e["egressd"]["kernel"]["pinned"].value("discarded_flows", uint64_t{0});
+  EXPECT_GE(discarded, 1u);
+  EXPECT_EQ(metric_sum(scrape, "egressd_pinned_discarded_flows", {}), static_cast<double>(discarded));
+  held->go();
+  ASSERT_EQ(held->finish(), 0);
   TrafficResult r = run_traffic({"tcp", "127.0.0.1", std::to_string(sink.port()), "3000", "1000", "send"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   uint64_t logged = 0;
