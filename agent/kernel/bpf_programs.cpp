@@ -19,6 +19,7 @@
 #include "egressd_bpf.skel.h"
 #include "feature_probe.h"
 #include "log.h"
+#include "map_entries.h"
 
 namespace egressd {
 namespace {
@@ -142,7 +143,14 @@ namespace {
 // The maps whose contents outlive the agent when pinned: what counts and
 // what waits to be read. Scratch maps and the programs' own maps are not.
 constexpr const char* kPersistentMaps[] = {"events", "procs", "sk_flows", "sk_flows_hash",
-                                           "flow_extra", "pending", "kstats"};
+                                           "flow_extra", "pending", "kstats", "generation"};
+
+// The pinned generation word (lib/generation.h); 0 when it cannot be read.
+uint32_t read_generation(int fd) {
+  uint32_t zero = 0, g = 0;
+  if (fd < 0 || bpf_map_lookup_elem(fd, &zero, &g) != 0) return 0;
+  return g;
+}
 
 }  // namespace
 
@@ -157,7 +165,7 @@ std::unique_ptr<BpfPrograms> BpfPrograms::load_refusing(const LoadOptions& opts,
     std::string log;
     auto p = load_plan(opts, plan, pins, err, log);
     if (p) {
-      if (p->pin_outcome_ != PinOutcome::kAdopted && outcome != PinOutcome::kOff) {
+      if (!p->adopted() && outcome != PinOutcome::kOff) {
         p->pin_outcome_ = outcome;  // unavailable, or discarded by --fresh
         p->pin_reason_ = reason;
       }
@@ -228,12 +236,23 @@ std::unique_ptr<BpfPrograms> BpfPrograms::load_plan(const LoadOptions& opts, con
   // Unused with sk_storage; allocated per entry (BPF_F_NO_PREALLOC) anyway.
   if (int e = bpf_map__set_max_entries(s->maps.sk_flows_hash, plan.state.socket_hash ? opts.flow_table_entries : 1))
     throw LoaderError("size socket table", -e);
+  s->rodata->my_generation = 1;
   if (p->pins_) {
     // The very programs pinned: this agent reads their maps, and their
-    // links stay as they are. Anything else is replaced after the attach.
+    // links stay as they are. Programs of another build with the same
+    // layout: this agent's take over the same maps (attach_all). Anything
+    // else is replaced after the attach.
     std::string why;
-    if (p->pins_->adoptable(p->identity(), p->hooked_programs(), &why)) {
-      p->pin_outcome_ = PinOutcome::kAdopted;
+    bool other_programs = false;
+    const bool same = p->pins_->adoptable(p->identity(), p->hooked_programs(), &why, &other_programs);
+    if (same || other_programs) {
+      p->pin_outcome_ = same ? PinOutcome::kAdopted : PinOutcome::kHandedOver;
+      if (other_programs) {
+        p->pin_reason_ = why;
+        UniqueFd g(p->pins_->open_map("generation"));
+        p->taken_from_generation_ = read_generation(g.get());
+        s->rodata->my_generation = p->taken_from_generation_ + 1;
+      }
       for (const char* name : kPersistentMaps) {
         UniqueFd fd(p->pins_->open_map(name));
         bpf_map* map = bpf_object__find_map_by_name(s->obj, name);
@@ -244,7 +263,7 @@ std::unique_ptr<BpfPrograms> BpfPrograms::load_plan(const LoadOptions& opts, con
           break;
         }
       }
-      if (p->pin_outcome_ != PinOutcome::kAdopted) {
+      if (p->pin_outcome_ == PinOutcome::kDiscarded) {
         // Some maps reused, not all: start again with none.
         egressd_bpf__destroy(p->skel_);
         p->skel_ = nullptr;
@@ -269,6 +288,12 @@ std::unique_ptr<BpfPrograms> BpfPrograms::load_plan(const LoadOptions& opts, con
   if (e) {
     err = -e;
     return nullptr;
+  }
+  if (p->pin_outcome_ != PinOutcome::kAdopted && p->pin_outcome_ != PinOutcome::kHandedOver) {
+    // Maps of its own: its programs count from their attach on.
+    uint32_t zero = 0, one = 1;
+    if (bpf_map_update_elem(bpf_map__fd(s->maps.generation), &zero, &one, BPF_ANY) != 0)
+      throw LoaderError("set the generation word", errno);
   }
   return p;
 }
@@ -378,6 +403,8 @@ uint64_t BpfPrograms::identity() const {
       plan_.state.tracing_cookie, plan_.state.bounded_walk, opts_.ring_buffer_bytes, opts_.process_table_entries,
       opts_.flow_table_entries, opts_.ring_wakeup_bytes, opts_.trace_mode, opts_.trace_decide, opts_.cgroup_path);
   for (const auto& name : hooked_programs()) settings += "|" + name;
+  // A test switch: this build as if it were another one (a hand-over).
+  if (const char* as = getenv("EGRESSD_TEST_PIN_IDENTITY"); as && *as) settings += std::string("|test=") + as;
   return fnv1a(settings.data(), settings.size(), fnv1a(elf, size));
 }
 
@@ -395,6 +422,26 @@ const std::string& BpfPrograms::pin_dir() const {
 // Replaces what was pinned for the instance with this agent's maps and
 // links. A pin that fails leaves nothing pinned: the state is then this
 // agent's alone, as without pinning.
+// This agent's links, its store (made, or the one pinned), and the meta
+// record last; what failed, or "".
+std::string BpfPrograms::pin_links_and_meta(bool make_store) {
+  std::string failed;
+  for (size_t i = 0; failed.empty() && i < links_.size(); ++i) {
+    if (link_names_[i].empty()) continue;
+    if (int e = bpf_link__pin(links_[i], pins_->link_path(link_names_[i]).c_str()))
+      failed = fmt::format("pin link {}: {}", link_names_[i], errno_text(-e));
+  }
+  if (failed.empty()) pins_->open_store(make_store, &failed);
+  if (failed.empty()) {
+    try {
+      pins_->write_meta(identity());
+    } catch (const LoaderError& e) {
+      failed = e.what();
+    }
+  }
+  return failed;
+}
+
 void BpfPrograms::pin_all() {
   if (pin_outcome_ == PinOutcome::kDiscarded) discarded_flows_ = pins_->flows_held();
   pins_->clear();
@@ -406,19 +453,7 @@ void BpfPrograms::pin_all() {
       break;
     }
   }
-  for (size_t i = 0; failed.empty() && i < links_.size(); ++i) {
-    if (link_names_[i].empty()) continue;
-    if (int e = bpf_link__pin(links_[i], pins_->link_path(link_names_[i]).c_str()))
-      failed = fmt::format("pin link {}: {}", link_names_[i], errno_text(-e));
-  }
-  if (failed.empty()) pins_->open_store(true, &failed);
-  if (failed.empty()) {
-    try {
-      pins_->write_meta(identity());
-    } catch (const LoaderError& e) {
-      failed = e.what();
-    }
-  }
+  if (failed.empty()) failed = pin_links_and_meta(true);
   if (failed.empty()) return;
   log_warning("the kernel state will not outlive this agent: {}", failed);
   for (size_t i = 0; i < links_.size(); ++i)
@@ -433,7 +468,7 @@ void BpfPrograms::pin_all() {
 void BpfPrograms::attach_all() {
   egressd_bpf* s = skel_;
   const bool bounded = plan_.state.bounded_walk;
-  if (adopted()) {
+  if (pin_outcome_ == PinOutcome::kAdopted) {
     // The pinned links keep the earlier agent's programs, the same as
     // these, attached: nothing stopped counting. Only the iterators are
     // this agent's.
@@ -481,7 +516,29 @@ void BpfPrograms::attach_all() {
     if (!prog) throw LoaderError(fmt::format("find program {}", name), ENOENT);
     attach_tracing(name.c_str(), prog);
   }
+  if (pin_outcome_ == PinOutcome::kHandedOver) {
+    hand_over();
+    return;
+  }
   if (pins_ && pin_outcome_ != PinOutcome::kUnavailable) pin_all();
+}
+
+// Another build's programs are attached beside these, on the same maps, and
+// count until the generation word says these do; then their links are
+// unpinned (no one else holds them: they detach) and these are pinned in
+// their place. A send whose two programs run either side of the switch is
+// counted by both or by neither: the word changes in one store, so that is
+// at most one event in flight per hook at that instant.
+void BpfPrograms::hand_over() {
+  uint32_t zero = 0, mine = taken_from_generation_ + 1;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.generation), &zero, &mine, BPF_ANY) != 0)
+    throw LoaderError("switch the generation word", errno);
+  pins_->clear_links();
+  const std::string failed = pin_links_and_meta(false);
+  if (failed.empty()) return;
+  // The maps are pinned and this agent's programs count into them, but a
+  // next agent would not find its links: it discards.
+  log_warning("the kernel state was taken over but not pinned again whole: {}; the next agent starts afresh", failed);
 }
 
 std::vector<std::string> BpfPrograms::programs() const {
@@ -590,17 +647,7 @@ std::vector<sock_flow> BpfPrograms::live_sockets() {
 }
 
 std::vector<std::pair<flow_key, flow_counters>> BpfPrograms::extra_flows() {
-  std::vector<std::pair<flow_key, flow_counters>> out;
-  int fd = bpf_map__fd(skel_->maps.flow_extra);
-  flow_key key{}, next{};
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    flow_counters c{};
-    if (bpf_map_lookup_elem(fd, &next, &c) == 0) out.emplace_back(next, c);
-    key = next;
-    prev = &key;
-  }
-  return out;
+  return map_entries<flow_key, flow_counters>(bpf_map__fd(skel_->maps.flow_extra));
 }
 
 void BpfPrograms::delete_extra_flows(const std::vector<flow_key>& keys) {

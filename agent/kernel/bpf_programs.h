@@ -70,7 +70,9 @@ class BpfPrograms {
   void unpin();
   // Whether this agent reads the pinned state of an earlier one: its
   // counters and waiting events began before this agent did.
-  bool adopted() const { return pin_outcome_ == PinOutcome::kAdopted; }
+  // The state of the agent before goes on: adopted, or handed over by
+  // another build.
+  bool adopted() const { return pin_outcome_ == PinOutcome::kAdopted || pin_outcome_ == PinOutcome::kHandedOver; }
   // The pinned store of what the metrics counted (pinned_state.h), when
   // the state is pinned; null otherwise.
   PinnedState* store() const { return pins_ && pins_->has_store() ? pins_.get() : nullptr; }
@@ -124,6 +126,8 @@ class BpfPrograms {
   std::vector<std::string> hooked_programs() const;
   uint64_t identity() const;
   void pin_all();
+  void hand_over();
+  std::string pin_links_and_meta(bool make_store);
   void attach_tracing(const char* name, struct bpf_program* prog);
   void attach_cgroup(const char* name, struct bpf_program* prog, int cgroup_fd);
   void attach_iter(const char* name, struct bpf_program* prog, struct bpf_link** out, int map_fd = -1);
@@ -145,6 +149,7 @@ class BpfPrograms {
   PinOutcome pin_outcome_ = PinOutcome::kOff;
   std::string pin_reason_;
   uint64_t discarded_flows_ = 0;
+  uint32_t taken_from_generation_ = 0;  // kHandedOver: the generation of the programs replaced
 };
 
 }  // namespace egressd

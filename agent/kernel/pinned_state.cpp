@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "hook_plan.h"
+#include "map_entries.h"
 #include "log.h"
 
 namespace egressd {
@@ -29,6 +30,7 @@ const char* pin_outcome_name(PinOutcome o) {
     case PinOutcome::kUnavailable: return "unavailable";
     case PinOutcome::kNew: return "new";
     case PinOutcome::kAdopted: return "adopted";
+    case PinOutcome::kHandedOver: return "handed-over";
     case PinOutcome::kDiscarded: return "discarded";
   }
   return "off";
@@ -136,8 +138,10 @@ std::unique_ptr<PinnedState> PinnedState::open(const PinOptions& opts, std::stri
   return p;
 }
 
-bool PinnedState::adoptable(uint64_t identity, const std::vector<std::string>& links, std::string* why) const {
+bool PinnedState::adoptable(uint64_t identity, const std::vector<std::string>& links, std::string* why,
+                            bool* other_programs) const {
   why->clear();
+  if (other_programs) *other_programs = false;
   if (unreadable_meta_) {
     *why = "incomplete or unreadable (no meta record this build can read)";
     return false;
@@ -152,6 +156,7 @@ bool PinnedState::adoptable(uint64_t identity, const std::vector<std::string>& l
   }
   if (found_->identity != identity) {
     *why = "pinned by other programs (another build, kernel choice or kernel.* setting)";
+    if (other_programs) *other_programs = true;
     return false;
   }
   for (const auto& l : links) {
@@ -182,6 +187,18 @@ uint64_t PinnedState::flows_held() const {
     }
   }
   return n;
+}
+
+void PinnedState::clear_links() {
+  unlink((dir_ + "/meta").c_str());
+  DIR* d = opendir(dir_.c_str());
+  if (!d) return;
+  for (dirent* e; (e = readdir(d));) {
+    if (std::strncmp(e->d_name, "link_", 5) != 0) continue;
+    const std::string path = dir_ + "/" + e->d_name;
+    if (unlink(path.c_str()) != 0) log_warning("cannot unpin {}: {}", path, strerror(errno));
+  }
+  closedir(d);
 }
 
 void PinnedState::clear() {
@@ -358,28 +375,12 @@ void PinnedState::forget_counted(const CountedKey& key) {
 
 namespace {
 
-// Every entry of a hash map whose keys are K.
-template <typename K, typename V>
-std::vector<std::pair<K, V>> all_entries(int fd) {
-  std::vector<std::pair<K, V>> out;
-  if (fd < 0) return out;
-  K key{}, next{};
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    V v{};
-    if (bpf_map_lookup_elem(fd, &next, &v) == 0) out.emplace_back(next, v);
-    key = next;
-    prev = &key;
-  }
-  return out;
-}
-
 }  // namespace
 
 std::vector<std::pair<PinnedState::CountedKey, PinnedState::CountedEntry>> PinnedState::all_counted() const {
   std::vector<std::pair<CountedKey, CountedEntry>> out;
-  for (auto& [k, e] : all_entries<uint64_t, CountedEntry>(counted_.get())) out.emplace_back(k, e);
-  for (auto& [k, e] : all_entries<flow_key, CountedEntry>(counted_extra_.get())) out.emplace_back(k, e);
+  for (auto& [k, e] : map_entries<uint64_t, CountedEntry>(counted_.get())) out.emplace_back(k, e);
+  for (auto& [k, e] : map_entries<flow_key, CountedEntry>(counted_extra_.get())) out.emplace_back(k, e);
   return out;
 }
 

@@ -15,8 +15,12 @@
 // in kstats). A new agent whose programs are the very ones pinned (same BPF
 // object, plan, sizes and settings: the identity) adopts them: it reads the
 // maps and the waiting events and attaches nothing but its iterators. Any
-// other pinned state is discarded (unpinned, which detaches its programs)
-// with a logged reason, before the new agent pins its own.
+// other pinned state of the same layout, pinned by another build, is taken
+// over: the new programs are attached next to the old ones against the same
+// maps, one pinned word switches which of them count, and the old links are
+// unpinned (lib/generation.h). Other layouts are discarded (unpinned, which
+// detaches its programs) with a logged reason, after the new agent attached
+// its own.
 #pragma once
 
 #include <cstdint>
@@ -35,7 +39,7 @@ namespace egressd {
 
 // The layout of the pinned maps this build reads. Bump it when a map's key
 // or value changes, or a persistent map is added or removed.
-inline constexpr uint32_t kPinLayout = 2;
+inline constexpr uint32_t kPinLayout = 3;
 
 struct PinOptions {
   std::string root = "/sys/fs/bpf/egressd";
@@ -45,7 +49,7 @@ struct PinOptions {
 
 // How this agent's kernel state began, for its agent-started event and
 // egressd_pinned_state_info.
-enum class PinOutcome { kOff, kUnavailable, kNew, kAdopted, kDiscarded };
+enum class PinOutcome { kOff, kUnavailable, kNew, kAdopted, kHandedOver, kDiscarded };
 const char* pin_outcome_name(PinOutcome o);
 
 class PinnedState {
@@ -58,8 +62,13 @@ class PinnedState {
 
   const std::string& dir() const { return dir_; }
   // Whether what is pinned can be adopted by programs of this identity;
-  // otherwise why not ("" when nothing is pinned).
-  bool adoptable(uint64_t identity, const std::vector<std::string>& links, std::string* why) const;
+  // otherwise why not ("" when nothing is pinned). *other_programs: it is
+  // of this layout but pinned by other programs (another build), which can
+  // take it over (BpfPrograms: the generation switch).
+  bool adoptable(uint64_t identity, const std::vector<std::string>& links, std::string* why,
+                 bool* other_programs = nullptr) const;
+  // Unpins the links and the meta only (the maps stay): a hand-over.
+  void clear_links();
   std::string map_path(const std::string& name) const { return dir_ + "/map_" + name; }
   std::string link_path(const std::string& program) const { return dir_ + "/link_" + program; }
   // Opens a pinned map; -1 when it is not there.

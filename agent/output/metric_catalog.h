@@ -95,7 +95,7 @@ inline constexpr std::array kMetricCatalog = {
                "read are lost (0 unless egressd_pinned_state_info{state=\"discarded\"}).",
                ""},
     MetricSpec{"egressd_pinned_state_info", MetricKind::kGauge,
-               "1 for how this agent's kernel state began: new, adopted (from the agent before it), discarded "
+               "1 for how this agent's kernel state began: new, adopted (from the agent before it), handed-over (from an agent of another build), discarded "
                "(the pinned state could not be adopted), unavailable (bpffs cannot hold pins), off.",
                "state"},
     MetricSpec{"egressd_scrape_duration_seconds", MetricKind::kGauge,

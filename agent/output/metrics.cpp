@@ -147,7 +147,7 @@ std::vector<MetricFamily> AgentCollector::Collect() const {
                          {{"totals", h.checkpoint_failures}, {"ledger", h.ledger_write_failures}, {"processes", h.process_record_failures}}));
   {
     std::map<std::string, uint64_t> states;
-    for (const char* s : {"off", "unavailable", "new", "adopted", "discarded"}) states[s] = s == h.pinned_state;
+    for (const char* s : {"off", "unavailable", "new", "adopted", "handed-over", "discarded"}) states[s] = s == h.pinned_state;
     out.push_back(by_label("egressd_pinned_state_info", "state", states));
     out.push_back(single("egressd_pinned_discarded_flows", h.pinned_discarded_flows));
   }

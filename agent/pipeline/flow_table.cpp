@@ -532,6 +532,7 @@ void FlowTable::on_close(const sock_close_event& ev) {
   if (s.flags & SOCK_F_EXTRA) closed_with_extra_[s.cookie] = s.owner;
   if (s.flags & SOCK_F_INBOUND) inbound_closed_.insert(s.cookie);
   attempts_.erase(s.cookie);
+  waited_sockets_.erase(s.cookie);
   // Nothing of its own and no destination, or a UDP socket that never sent.
   if (!s.bytes && (!(s.flags & SOCK_F_CONNECTED) || s.sk_type != SOCK_STREAM)) {
     primary_.erase(s.cookie);
@@ -554,6 +555,14 @@ void FlowTable::on_live_sockets(const std::vector<sock_flow>& socks) {
     if (!s.bytes && !(s.flags & SOCK_F_CONNECTED) && !primary_.count(s.cookie)) continue;
     // A connected UDP socket begins its flow at its first send.
     if (!s.bytes && s.sk_type != SOCK_STREAM) continue;
+    if (!primary_.count(s.cookie)) {
+      if (wait_for_images_ && !d_.procs.knows({s.owner.tgid, s.owner.start_ns}, s.owner.exec_id) &&
+          waited_sockets_.insert(s.cookie).second) {
+        ++waited_for_image_;
+        continue;
+      }
+      waited_sockets_.erase(s.cookie);
+    }
     Flow& f = primary_for(s);
     // A TCP connection that has sent nothing yet (its SYN has wire bytes)
     // still waits for the first payload to name it.
@@ -565,11 +574,19 @@ void FlowTable::on_live_sockets(const std::vector<sock_flow>& socks) {
 std::vector<flow_key> FlowTable::on_extra_flows(
     const std::vector<std::pair<flow_key, flow_counters>>& entries) {
   std::vector<flow_key> ended;
+  std::set<uint64_t> still_closing;  // the closes of flows left for the next read
   for (const auto& [key, c] : entries) {
     ExtraKey k;
     std::memcpy(k.data(), &key, sizeof(key));
     auto it = extra_.find(k);
     if (it == extra_.end()) {
+      if (wait_for_images_ && !d_.procs.knows({key.sender.tgid, key.sender.start_ns}, key.sender.exec_id) &&
+          waited_extra_.insert(k).second) {
+        ++waited_for_image_;
+        if (closed_with_extra_.count(key.cookie)) still_closing.insert(key.cookie);
+        continue;
+      }
+      waited_extra_.erase(k);
       auto proc = d_.procs.resolve({key.sender.tgid, key.sender.start_ns}, key.sender.exec_id);
       Flow f = make_flow(proc, key.dst, c.sk_family, c.sk_type, c.sk_protocol, key.cookie,
                          c.first_ns);
@@ -606,7 +623,8 @@ std::vector<flow_key> FlowTable::on_extra_flows(
       ended.push_back(key);
     }
   }
-  closed_with_extra_.clear();
+  for (auto c = closed_with_extra_.begin(); c != closed_with_extra_.end();)
+    c = still_closing.count(c->first) ? std::next(c) : closed_with_extra_.erase(c);
   inbound_closed_.clear();
   return ended;
 }

@@ -96,8 +96,15 @@ class FlowTable {
   std::vector<SeriesKey> live_series() const;
 
   bool extra_ends_pending() const { return !closed_with_extra_.empty(); }
+  // A map read can be newer than the ring buffer read before it: a process
+  // may have exec'd and sent between the two, and its exec record is then
+  // still in the ring. With this set, a new flow whose sender's image the
+  // process table does not know yet waits for the next read (once), instead
+  // of being charged to the image before the exec. Off for the last read.
+  void wait_for_images(bool on) { wait_for_images_ = on; }
   size_t open_flows() const { return primary_.size() + extra_.size(); }
   uint64_t results_without_attempt() const { return results_without_attempt_; }
+  uint64_t waited_for_image() const { return waited_for_image_; }
   const std::map<std::string, uint64_t>& parse_failures() const { return parse_failures_; }
   // UDP sockets connected and closed (or connected again) without a send,
   // per tool: getaddrinfo's source-address probes. Not connections.
@@ -210,6 +217,10 @@ class FlowTable {
   std::map<ExtraKey, Flow> extra_;
   std::map<uint64_t, Attempt> attempts_;
   std::map<uint64_t, proc_ident> closed_with_extra_;  // cookie -> its owner
+  bool wait_for_images_ = false;
+  std::set<uint64_t> waited_sockets_;  // new sockets left for the next read, once
+  std::set<ExtraKey> waited_extra_;
+  uint64_t waited_for_image_ = 0;     // reads left for later, in all
   std::set<uint64_t> live_cookies_;
   // Accepted sockets among the live ones and those closed since the last
   // poll, for the flows of their other senders.

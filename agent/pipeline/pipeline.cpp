@@ -109,6 +109,7 @@ std::vector<ExecRecord> Pipeline::attach() {
       },
       this, nullptr);
   if (!ring_) throw LoaderError("open ring buffer", errno);
+  flows_->wait_for_images(true);
   return running;
 }
 
@@ -274,6 +275,7 @@ uint64_t Pipeline::step() {
 
 uint64_t Pipeline::finish(const char* reason) {
   ring_buffer__consume(ring_);
+  flows_->wait_for_images(false);  // the last read: nothing comes after it
   poll_counters(true);
   const uint64_t end = clock_.boot_now_ns();
   flows_->flush_all(end, reason);

@@ -151,6 +151,15 @@ std::shared_ptr<const Process> ProcessTable::find(ProcKey key) const {
   return it == procs_.end() ? nullptr : it->second.proc;
 }
 
+bool ProcessTable::knows(ProcKey key, uint32_t exec_id) const {
+  auto it = procs_.find(key);
+  if (it == procs_.end()) return false;
+  if (it->second.proc->exec_id == exec_id) return true;
+  for (const auto& image : it->second.earlier)
+    if (image->exec_id == exec_id) return true;
+  return false;
+}
+
 std::shared_ptr<const Process> ProcessTable::resolve(ProcKey key, uint32_t exec_id) {
   auto it = procs_.find(key);
   if (it == procs_.end()) return resolve(key);

@@ -108,6 +108,9 @@ class ProcessTable {
   std::shared_ptr<const Process> resolve(ProcKey key, uint32_t exec_id);
   static constexpr size_t kImagesKept = 4;
   std::shared_ptr<const Process> find(ProcKey key) const;
+  // Whether the table has the image of the process that ran with exec_id
+  // (else its exec or fork record may still wait in the ring buffer).
+  bool knows(ProcKey key, uint32_t exec_id) const;
 
   // Forget processes that exited more than keep_ns before now_ns (each one
   // is passed to forgotten).

@@ -39,4 +39,7 @@ const volatile __u8 sock_state_hash = 0;
  * workaround: tracing_cookie */
 const volatile __u8 tracing_cookie = 0;
 
+/* The generation these programs count for (lib/generation.h). */
+const volatile __u32 my_generation = 0;
+
 #endif /* EGRESSD_LIB_CONFIG_H */

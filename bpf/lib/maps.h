@@ -65,6 +65,15 @@ struct {
 	__type(value, __u64);
 } kstats SEC(".maps");
 
+/* Which generation of programs counts (lib/generation.h): pinned with the
+ * state, switched by the agent that takes over from another build. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} generation SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);

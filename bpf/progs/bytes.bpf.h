@@ -17,6 +17,7 @@
 #include "lib/consts.h"
 #include "lib/config.h"
 #include "lib/maps.h"
+#include "lib/generation.h"
 #include "lib/kstats.h"
 #include "lib/state_store.h"
 #include "lib/procs.h"
@@ -132,6 +133,8 @@ static __always_inline void count_send(struct sock *sk, long ret, bool btf)
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
 {
+	if (inactive())
+		return 0;
 	count_send(sk, ret, true);
 	return 0;
 }
@@ -150,6 +153,8 @@ int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
 SEC("fexit/inet_sendmsg")
 int BPF_PROG(inet_sendmsg_exit, struct socket *sock, struct msghdr *msg, size_t size, int ret)
 {
+	if (inactive())
+		return 0;
 	count_send(sock->sk, ret, true);
 	return 0;
 }
@@ -157,6 +162,8 @@ int BPF_PROG(inet_sendmsg_exit, struct socket *sock, struct msghdr *msg, size_t 
 SEC("fexit/inet6_sendmsg")
 int BPF_PROG(inet6_sendmsg_exit, struct socket *sock, struct msghdr *msg, size_t size, int ret)
 {
+	if (inactive())
+		return 0;
 	count_send(sock->sk, ret, true);
 	return 0;
 }
@@ -164,6 +171,8 @@ int BPF_PROG(inet6_sendmsg_exit, struct socket *sock, struct msghdr *msg, size_t
 SEC("fexit/packet_sendmsg")
 int BPF_PROG(packet_sendmsg_exit, struct socket *sock, struct msghdr *msg, size_t len, int ret)
 {
+	if (inactive())
+		return 0;
 	count_send(sock->sk, ret, true);
 	return 0;
 }
@@ -175,6 +184,8 @@ SEC("fexit/inet_sendpage")
 int BPF_PROG(inet_sendpage_exit, struct socket *sock, struct page *page, int offset, size_t size, int flags,
 	     long ret)
 {
+	if (inactive())
+		return 0;
 	count_send(sock->sk, ret, true);
 	return 0;
 }
@@ -213,7 +224,8 @@ static __always_inline void kprobe_send_return(long ret)
 	struct sock *s = (struct sock *)*sk;
 
 	bpf_map_delete_elem(&kprobe_send_sk, &tid);
-	count_send(s, ret, false);
+	if (!inactive())
+		count_send(s, ret, false);
 }
 
 /* The pair on one function; ret_type is what it returns. */

@@ -17,6 +17,7 @@
 #include "lib/consts.h"
 #include "lib/config.h"
 #include "lib/maps.h"
+#include "lib/generation.h"
 #include "lib/state_store.h"
 #include "lib/emit.h"
 
@@ -32,6 +33,8 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, const int oldstate, con
 	__u32 result;
 	__s32 err;
 
+	if (inactive())
+		return 0;
 	if (oldstate == TCP_SYN_RECV) {
 		if (newstate != TCP_ESTABLISHED)
 			return 0;
@@ -68,6 +71,8 @@ int sock_release(struct bpf_sock *sk)
 	struct sock_flow *f;
 	__u64 key = 0, now;
 
+	if (inactive())
+		return 1;
 	if (sock_state_hash) { /* workaround: hash_store */
 		key = bpf_get_socket_cookie(sk);
 		f = hash_state(key, false);

@@ -14,6 +14,7 @@
 #include "events.h"
 #include "lib/consts.h"
 #include "lib/maps.h"
+#include "lib/generation.h"
 #include "lib/state_store.h"
 #include "lib/procs.h"
 #include "lib/emit.h"
@@ -207,8 +208,11 @@ static __always_inline struct sock_flow *flow_of_skb(struct __sk_buff *skb)
 SEC("cgroup_skb/egress")
 int skb_egress(struct __sk_buff *skb)
 {
-	struct sock_flow *f = flow_of_skb(skb);
+	struct sock_flow *f;
 
+	if (inactive())
+		return 1;
+	f = flow_of_skb(skb);
 	if (!f)
 		return 1;
 	if (f->sk_type == SOCK_STREAM) {
@@ -284,6 +288,8 @@ int skb_ingress(struct __sk_buff *skb)
 {
 	struct sock_flow *f;
 
+	if (inactive())
+		return 1;
 	if (!from_dns_port(skb))
 		return 1;
 	f = flow_of_skb(skb);

@@ -15,6 +15,7 @@
 #include "events.h"
 #include "lib/config.h"
 #include "lib/maps.h"
+#include "lib/generation.h"
 #include "lib/kstats.h"
 #include "lib/procs.h"
 #include "lib/emit.h"
@@ -84,12 +85,16 @@ static __always_inline int on_exec(struct task_struct *p, struct linux_binprm *b
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
+	if (inactive())
+		return 0;
 	return on_exec(p, bprm, false);
 }
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(sched_process_exec_bounded, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
+	if (inactive())
+		return 0;
 	return on_exec(p, bprm, true);
 }
 
@@ -99,6 +104,8 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 	struct fork_event e = {};
 	struct proc_state *pst;
 
+	if (inactive())
+		return 0;
 	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
 		return 0; /* a new thread, not a new process */
 
@@ -137,6 +144,8 @@ int BPF_PROG(sched_process_exit, struct task_struct *p)
 {
 	struct exit_event e = {};
 
+	if (inactive())
+		return 0;
 	if (BPF_CORE_READ(p, signal, live.counter) != 0)
 		return 0; /* other threads of the group still run */
 

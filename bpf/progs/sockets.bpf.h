@@ -15,6 +15,7 @@
 #include "events.h"
 #include "lib/consts.h"
 #include "lib/maps.h"
+#include "lib/generation.h"
 #include "lib/state_store.h"
 #include "lib/procs.h"
 #include "lib/emit.h"
@@ -162,12 +163,16 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx, __u16 family)
 SEC("cgroup/connect4")
 int connect4(struct bpf_sock_addr *ctx)
 {
+	if (inactive())
+		return 1;
 	return on_connect(ctx, AF_INET);
 }
 
 SEC("cgroup/connect6")
 int connect6(struct bpf_sock_addr *ctx)
 {
+	if (inactive())
+		return 1;
 	return on_connect(ctx, AF_INET6);
 }
 
@@ -193,12 +198,16 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx, __u16 family)
 SEC("cgroup/sendmsg4")
 int sendmsg4(struct bpf_sock_addr *ctx)
 {
+	if (inactive())
+		return 1;
 	return on_sendmsg(ctx, AF_INET);
 }
 
 SEC("cgroup/sendmsg6")
 int sendmsg6(struct bpf_sock_addr *ctx)
 {
+	if (inactive())
+		return 1;
 	return on_sendmsg(ctx, AF_INET6);
 }
 
@@ -214,6 +223,8 @@ int sock_create(struct bpf_sock *sk)
 {
 	struct sock_flow *f;
 
+	if (inactive())
+		return 1;
 	if (!sends_name_destination(sk->family, sk->type, sk->protocol))
 		return 1;
 	f = state_of(sk, sk, true);

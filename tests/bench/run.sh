@@ -108,6 +108,7 @@ cleanup() {
     kill -"$STARTED_SIG" "$STARTED_PID" 2>/dev/null || true
     wait "$STARTED_PID" 2>/dev/null || true
   fi
+  [[ -n ${BENCH_INSTANCE:-} ]] && rm -rf "/sys/fs/bpf/egressd/$BENCH_INSTANCE"
   if ((MOUNTED_TRACEFS)); then umount /sys/kernel/tracing 2>/dev/null || true; fi
   if [[ -n $RAW_DIR ]]; then
     { mkdir -p "$RAW_DIR" && cp "$RESULTS" "$RATE_RESULTS" "$LOADGEN_JSON" "$RAW_DIR"/; } 2>/dev/null || true
@@ -168,12 +169,17 @@ METRICS_ADDR=""
 # egressd's defaults, but it keeps every file its log rotates to (it keeps 5
 # by default): the benchmark counts every line.
 EGRESSD_CONFIG=$WORK/egressd.yaml
-# state.pin: false: a stopped agent's pinned programs would keep running under the next phases.
-printf 'log:\n  max_files: 1000\nstate:\n  pin: false\n' >"$EGRESSD_CONFIG"
+# Pinned state as by default (its checkpoint and ledger are part of what a
+# connection costs), in an instance of its own that SIGINT removes, so that
+# no pinned program runs on under the next phases (stop_config also removes
+# it after a kill).
+BENCH_INSTANCE=bench-$$
+printf 'log:\n  max_files: 1000\nstate:\n  instance: %s\n' "$BENCH_INSTANCE" >"$EGRESSD_CONFIG"
 start_egressd() {
   rm -f "$EGRESSD_LOG" "$EGRESSD_LOG".[0-9]*
   "$EGRESSD" run -c "$EGRESSD_CONFIG" --log-file "$EGRESSD_LOG" --metrics-addr 127.0.0.1:0 2>"$WORK/egressd.err" &
   STARTED_PID=$!
+  STARTED_SIG=INT
   wait_for_line "$EGRESSD_LOG" 30 '"action":"agent-started"' ||
     { cat "$WORK/egressd.err" >&2; die "egressd did not start"; }
   METRICS_ADDR=$(grep -m1 '"action":"agent-started"' "$EGRESSD_LOG" | jq -r '.egressd.metrics.address')
@@ -212,6 +218,7 @@ stop_config() {
   done
   kill -KILL "$STARTED_PID" 2>/dev/null || true
   wait "$STARTED_PID" || true
+  rm -rf "/sys/fs/bpf/egressd/$BENCH_INSTANCE"
   STARTED_PID=""
   STARTED_SIG=TERM
 }
@@ -644,7 +651,7 @@ cat <<EOF
 - Command: \`sudo tests/bench/run.sh\` (ROUNDS=$ROUNDS SEND_SECS=$SEND_SECS CONNECT_SECS=$CONNECT_SECS RATE_SECS=$RATE_SECS RATES="$RATES" SUSTAIN_SECS=$SUSTAIN_SECS OTHER_MAX=$OTHER_MAX MAX_ATTEMPTS=$MAX_ATTEMPTS)
 - Machine: $(nproc) × $cpu_model, $mem_total RAM, Linux $(uname -r), $os
 - egressd: commit $commit$dirty; CMAKE_BUILD_TYPE $build_type
-- egressd runs with its defaults, except \`log: {max_files: 1000}\` so that no rotated log file is deleted before the benchmark counts its lines, and \`state: {pin: false}\` so that no pinned program runs on between phases.
+- egressd runs with its defaults, except \`log: {max_files: 1000}\` so that no rotated log file is deleted before the benchmark counts its lines, and its state pinned in an instance of its own (\`state: {instance: bench-PID}\`), stopped with SIGINT, which unpins it, so that no pinned program runs on between phases.
 - Sender pinned to CPU $SENDER_CPU, sink thread pinned to CPU $SINK_CPU, TCP over 127.0.0.1. $ROUNDS rounds; each runs every configuration once, in the order ${CONFIGS[*]} (odd rounds) or the reverse (even rounds), with a baseline run (no BPF program) before the first and after each; a configuration's ratio is its rate divided by the mean of the two baseline runs around it.
 
 ### 64-byte TCP sends per second (one connection, TCP_NODELAY, ${SEND_SECS} s per run)

@@ -317,6 +317,57 @@ TEST_F(FlowTableTest, ExtraFlowsEndAfterTheirSocketCloses) {
   EXPECT_EQ(l[0]["source"]["bytes"], 90);
 }
 
+// A forked child exec'd and sent between the ring buffer read and the map
+// read: its flows wait for the exec record (once), so they are charged to
+// the program that sent them, not to the image it had before the exec.
+TEST_F(FlowTableTest, FlowsOfAnImageNotYetReadWaitForItsExecRecord) {
+  fork_event fork{};
+  fork.hdr = {EVENT_FORK, sizeof(fork), 0, 100};
+  fork.parent = {500, 0, 42};
+  fork.child = {600, 0, 77};
+  procs_.on_fork(fork);  // a copy of curl, exec id 0
+  flows_->wait_for_images(true);
+  flow_key k{};
+  k.cookie = 12;
+  k.sender = {600, 1, 77};  // after its exec: exec id 1
+  k.dst = dst("198.51.100.2", 9);
+  flow_counters c{};
+  c.bytes = 64;
+  c.sends = 1;
+  c.sk_family = AF_INET;
+  c.sk_type = SOCK_DGRAM;
+  c.sk_protocol = IPPROTO_UDP;
+  sock_close_event close{};
+  close.hdr = {EVENT_SOCK_CLOSE, sizeof(close), 0, 200};
+  close.flow = sock(12, 0);
+  close.flow.owner = k.sender;
+  close.flow.flags = SOCK_F_UNCONNECTED | SOCK_F_EXTRA;
+  flows_->on_close(close);
+  EXPECT_TRUE(flows_->on_extra_flows({{k, c}}).empty());
+  EXPECT_EQ(sent("9"), 0u);
+  EXPECT_EQ(flows_->waited_for_image(), 1u);
+  EXPECT_TRUE(flows_->extra_ends_pending()) << "its socket's close is kept for the next read";
+
+  ExecRecord r{};
+  r.fixed.proc = {600, 1, 77};
+  r.exe = "/usr/bin/spray";
+  r.argv = {"spray"};
+  procs_.on_exec(r);
+  ASSERT_EQ(flows_->on_extra_flows({{k, c}}).size(), 1u);
+  EXPECT_EQ(sent("9"), 64u);
+  auto l = lines();
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_EQ(l[0]["process"]["executable"], "/usr/bin/spray");
+
+  // An image that never comes (its record was lost) waits once, not forever.
+  flow_key lost = k;
+  lost.cookie = 13;
+  lost.sender = {600, 5, 77};
+  EXPECT_TRUE(flows_->on_extra_flows({{lost, c}}).empty());
+  flows_->on_extra_flows({{lost, c}});
+  EXPECT_EQ(sent("9"), 128u);
+}
+
 TEST_F(FlowTableTest, ResultWithoutAttemptIsCountedNotLogged) {
   flows_->on_connect_result({{EVENT_CONNECT_RESULT, 32, 0, 3000}, 12345, CONNECT_RESULT_OK, 0});
   EXPECT_EQ(flows_->results_without_attempt(), 1u);
