@@ -375,7 +375,30 @@ void PinnedState::forget_counted(const CountedKey& key) {
 
 namespace {
 
+// Deletes keys from a map in one call (5.6+), else one by one.
+template <typename K>
+void delete_all(int fd, std::vector<K>& keys) {
+  if (fd < 0 || keys.empty()) return;
+  uint32_t count = static_cast<uint32_t>(keys.size());
+  LIBBPF_OPTS(bpf_map_batch_opts, o);
+  if (bpf_map_delete_batch(fd, keys.data(), &count, &o) == 0) return;
+  for (size_t i = count; i < keys.size(); ++i) bpf_map_delete_elem(fd, &keys[i]);
+}
+
 }  // namespace
+
+void PinnedState::forget_counted(const std::vector<CountedKey>& keys) {
+  std::vector<uint64_t> cookies;
+  std::vector<flow_key> extra;
+  for (const auto& k : keys) {
+    if (const auto* c = std::get_if<uint64_t>(&k))
+      cookies.push_back(*c);
+    else
+      extra.push_back(std::get<flow_key>(k));
+  }
+  delete_all(counted_.get(), cookies);
+  delete_all(counted_extra_.get(), extra);
+}
 
 std::vector<std::pair<PinnedState::CountedKey, PinnedState::CountedEntry>> PinnedState::all_counted() const {
   std::vector<std::pair<CountedKey, CountedEntry>> out;

@@ -110,6 +110,7 @@ class PinnedState {
   std::optional<CountedEntry> counted(const CountedKey& key) const;
   bool set_counted(const CountedKey& key, const CountedEntry& e);
   void forget_counted(const CountedKey& key);
+  void forget_counted(const std::vector<CountedKey>& keys);  // in one batch per map where the kernel can
   std::vector<std::pair<CountedKey, CountedEntry>> all_counted() const;
   // Series ids to their encoded keys (up to kSeriesKeyMax bytes).
   bool set_series(uint32_t id, std::string_view key);

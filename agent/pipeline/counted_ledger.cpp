@@ -77,12 +77,14 @@ void CountedLedger::ended(const CountedKey& key, const LedgerPosition& pos) {
 void CountedLedger::committed(const std::vector<std::pair<SeriesKey, SeriesTotals>>& series) {
   ++pending_;
   std::vector<std::pair<CountedKey, uint64_t>> waiting;
+  std::vector<CountedKey> done;
   for (auto& [k, gen] : ended_) {
     if (gen < pending_)
-      store_.forget_counted(k);
+      done.push_back(k);
     else
       waiting.emplace_back(k, gen);
   }
+  store_.forget_counted(done);
   ended_ = std::move(waiting);
   if (ids_.size() > series.size()) {
     std::set<SeriesKey> now;

@@ -107,7 +107,11 @@ void FlowTable::settle_name(Flow& f) {
 
 void FlowTable::apply(Flow& f, uint64_t bytes, uint64_t sends, uint64_t wire_bytes,
                       uint64_t wire_packets) {
+  // A connection counted as the name settles goes to the ledger with the
+  // bytes below: one write.
+  in_apply_ = true;
   settle_name(f);
+  in_apply_ = false;
   auto delta = [](uint64_t now, uint64_t& seen) {
     uint64_t d = now > seen ? now - seen : 0;
     if (now > seen) seen = now;
@@ -117,7 +121,10 @@ void FlowTable::apply(Flow& f, uint64_t bytes, uint64_t sends, uint64_t wire_byt
   uint64_t ds = delta(sends, f.sends);
   uint64_t dwb = delta(wire_bytes, f.wire_bytes);
   uint64_t dwp = delta(wire_packets, f.wire_packets);
-  if (!db && !ds && !dwb && !dwp) return;
+  if (!db && !ds && !dwb && !dwp) {
+    if (f.ledger_pending) record(f);
+    return;
+  }
   d_.counters.add_sent(f.series, db, ds, dwb, dwp, d_.clock.boot_now_ns());
   record(f);
 }
@@ -129,6 +136,7 @@ CountedKey FlowTable::ledger_key(const Flow& f) {
 
 // After counts were added to the metrics: the same counts into the ledger.
 void FlowTable::record(Flow& f) {
+  f.ledger_pending = false;
   const Counted now{f.bytes, f.sends, f.wire_bytes, f.wire_packets, f.ledger.last.connection, 0};
   if (ledger_)
     ledger_->record(ledger_key(f), f.series, f.ledger, now);
@@ -321,7 +329,10 @@ void FlowTable::log_connection(Flow& f) {
   if (!is_dns_flow(f.dst, f.protocol) && !f.ledger.last.connection) {
     d_.counters.add_connection(f.series, result, ev.hdr.ts_boot_ns);
     f.ledger.last.connection = static_cast<uint32_t>(result + 1);
-    record(f);
+    if (in_apply_)
+      f.ledger_pending = true;  // apply() writes it with the bytes
+    else
+      record(f);
   }
   if (d_.summary_interval_ns) {
     ++summary_for(f, a.ev.hdr.ts_boot_ns).results[result];

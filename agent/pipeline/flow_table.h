@@ -148,6 +148,7 @@ class FlowTable {
     bool extra = false;
     flow_key key{};
     LedgerPosition ledger;  // last.connection: 1 + its connect result, once counted
+    bool ledger_pending = false;  // counted, not yet in the ledger (within apply())
   };
   // flows.log: summary: what one (process, destination, port, transport)
   // did in the current interval.
@@ -218,6 +219,7 @@ class FlowTable {
   std::map<uint64_t, Attempt> attempts_;
   std::map<uint64_t, proc_ident> closed_with_extra_;  // cookie -> its owner
   bool wait_for_images_ = false;
+  bool in_apply_ = false;
   std::set<uint64_t> waited_sockets_;  // new sockets left for the next read, once
   std::set<ExtraKey> waited_extra_;
   uint64_t waited_for_image_ = 0;     // reads left for later, in all

@@ -40,7 +40,7 @@
 # QUIET_WAIT (60 s), MAX_ATTEMPTS (3), RAW_DIR (keep the raw results there),
 # EGRESSD_SRC (the source tree egressd is built from; default this checkout),
 # EGRESSD_BENCH_BUILD (its build directory, used and reused; default
-# EGRESSD_SRC/build-bench).
+# EGRESSD_SRC/build-bench), PIN (1; 0: egressd runs with state.pin: false).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -173,8 +173,13 @@ EGRESSD_CONFIG=$WORK/egressd.yaml
 # connection costs), in an instance of its own that SIGINT removes, so that
 # no pinned program runs on under the next phases (stop_config also removes
 # it after a kill).
+# PIN=0 runs it unpinned, to measure what the pinned state costs.
 BENCH_INSTANCE=bench-$$
-printf 'log:\n  max_files: 1000\nstate:\n  instance: %s\n' "$BENCH_INSTANCE" >"$EGRESSD_CONFIG"
+if [[ ${PIN:-1} == 0 ]]; then
+  printf 'log:\n  max_files: 1000\nstate:\n  pin: false\n' >"$EGRESSD_CONFIG"
+else
+  printf 'log:\n  max_files: 1000\nstate:\n  instance: %s\n' "$BENCH_INSTANCE" >"$EGRESSD_CONFIG"
+fi
 start_egressd() {
   rm -f "$EGRESSD_LOG" "$EGRESSD_LOG".[0-9]*
   "$EGRESSD" run -c "$EGRESSD_CONFIG" --log-file "$EGRESSD_LOG" --metrics-addr 127.0.0.1:0 2>"$WORK/egressd.err" &
