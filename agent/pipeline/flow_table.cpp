@@ -641,10 +641,11 @@ std::vector<flow_key> FlowTable::on_extra_flows(
 }
 
 bool FlowTable::has_flow(const CountedKey& key) const {
-  if (const auto* cookie = std::get_if<uint64_t>(&key)) return primary_.count(*cookie) > 0;
+  if (const auto* cookie = std::get_if<uint64_t>(&key))
+    return primary_.count(*cookie) > 0 || waited_sockets_.count(*cookie) > 0;
   ExtraKey k;
   std::memcpy(k.data(), &std::get<flow_key>(key), sizeof(flow_key));
-  return extra_.count(k) > 0;
+  return extra_.count(k) > 0 || waited_extra_.count(k) > 0;
 }
 
 bool FlowTable::is_inbound(uint64_t cookie) const {

@@ -89,7 +89,8 @@ class FlowTable {
   // flow of the earlier agent starts from what it counted (0 when it
   // counted nothing), and each count is written there as it is added.
   void set_ledger(CountedLedger* ledger) { ledger_ = ledger; }
-  // Whether a ledger entry belongs to a flow open here.
+  // Whether a ledger entry belongs to a flow open here (or one left for the
+  // next read: wait_for_images).
   bool has_flow(const CountedKey& key) const;
 
   // The series open flows write to: kept however long they are idle.
