@@ -223,9 +223,6 @@ void PinnedState::write_meta(uint64_t identity) {
     throw LoaderError(fmt::format("pin {}/meta", dir_), errno);
 }
 
-}  // namespace egressd
-
-namespace egressd {
 namespace {
 
 struct CheckpointHead {

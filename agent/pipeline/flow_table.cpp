@@ -172,7 +172,6 @@ void FlowTable::resume_connection(Flow& f, const sock_flow& s) {
   r.result = CONNECT_RESULT_OK;
   f.attempt = Attempt{f.proc, ev};
   f.result = r;
-  ++resumed_connections_;
 }
 
 // A flow the earlier agent left: it starts from what that agent counted
@@ -567,11 +566,7 @@ void FlowTable::on_live_sockets(const std::vector<sock_flow>& socks) {
     // A connected UDP socket begins its flow at its first send.
     if (!s.bytes && s.sk_type != SOCK_STREAM) continue;
     if (!primary_.count(s.cookie)) {
-      if (wait_for_images_ && !d_.procs.knows({s.owner.tgid, s.owner.start_ns}, s.owner.exec_id) &&
-          waited_sockets_.insert(s.cookie).second) {
-        ++waited_for_image_;
-        continue;
-      }
+      if (wait_for_image(s.owner, waited_sockets_, s.cookie)) continue;
       waited_sockets_.erase(s.cookie);
     }
     Flow& f = primary_for(s);
@@ -591,9 +586,7 @@ std::vector<flow_key> FlowTable::on_extra_flows(
     std::memcpy(k.data(), &key, sizeof(key));
     auto it = extra_.find(k);
     if (it == extra_.end()) {
-      if (wait_for_images_ && !d_.procs.knows({key.sender.tgid, key.sender.start_ns}, key.sender.exec_id) &&
-          waited_extra_.insert(k).second) {
-        ++waited_for_image_;
+      if (wait_for_image(key.sender, waited_extra_, k)) {
         if (closed_with_extra_.count(key.cookie)) still_closing.insert(key.cookie);
         continue;
       }
@@ -638,6 +631,17 @@ std::vector<flow_key> FlowTable::on_extra_flows(
     c = still_closing.count(c->first) ? std::next(c) : closed_with_extra_.erase(c);
   inbound_closed_.clear();
   return ended;
+}
+
+// Whether a new flow of sender waits for the next read (wait_for_images):
+// its image is not in the process table yet, and it has not waited before.
+template <typename Key>
+bool FlowTable::wait_for_image(const proc_ident& sender, std::set<Key>& waited, const std::type_identity_t<Key>& key) {
+  if (!wait_for_images_ || d_.procs.knows({sender.tgid, sender.start_ns}, sender.exec_id) ||
+      !waited.insert(key).second)
+    return false;
+  ++waited_for_image_;
+  return true;
 }
 
 bool FlowTable::has_flow(const CountedKey& key) const {

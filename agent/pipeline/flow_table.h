@@ -22,6 +22,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "dns_names.h"
@@ -184,6 +185,8 @@ class FlowTable {
   void record(Flow& f);
   void take_over(Flow& f, const Counted& at_first_sight);
   void resume_connection(Flow& f, const sock_flow& s);
+  template <typename Key>
+  bool wait_for_image(const proc_ident& sender, std::set<Key>& waited, const std::type_identity_t<Key>& key);
   void log_flow(const Flow& f, const char* action, const char* type, uint64_t ts_boot_ns,
                 const char* reason);
   void log_connection(Flow& f);
@@ -229,7 +232,6 @@ class FlowTable {
   // poll, for the flows of their other senders.
   std::set<uint64_t> inbound_live_, inbound_closed_;
   uint64_t results_without_attempt_ = 0;
-  uint64_t resumed_connections_ = 0;
   uint64_t adopted_before_ns_ = 0;
   CountedLedger* ledger_ = nullptr;
   std::map<std::string, uint64_t> parse_failures_;

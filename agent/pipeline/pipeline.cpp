@@ -118,17 +118,14 @@ std::vector<ExecRecord> Pipeline::attach() {
 // processes among them that have exited are given the adoption as their exit
 // time (running_processes() says which are alive).
 void Pipeline::replay_process_records(const std::vector<ExecRecord>& running, uint64_t now_ns) {
-  std::vector<std::pair<uint64_t, Event>> records;
+  std::vector<std::pair<uint64_t, Event>> records;  // exec and fork records only (keep_process_record)
   for (const std::string& raw : bpf_->store()->all_process_records()) {
     auto decoded = decode_event(raw.data(), raw.size());
-    if (auto* ev = std::get_if<Event>(&decoded)) {
-      uint64_t ts = std::visit([](const auto& e) -> uint64_t {
-        if constexpr (std::is_same_v<std::decay_t<decltype(e)>, ExecRecord>) return e.fixed.hdr.ts_boot_ns;
-        else if constexpr (std::is_same_v<std::decay_t<decltype(e)>, PayloadRecord>) return e.fixed.hdr.ts_boot_ns;
-        else return e.hdr.ts_boot_ns;
-      }, *ev);
-      records.emplace_back(ts, std::move(*ev));
-    }
+    auto* ev = std::get_if<Event>(&decoded);
+    if (const auto* exec = ev ? std::get_if<ExecRecord>(ev) : nullptr)
+      records.emplace_back(exec->fixed.hdr.ts_boot_ns, std::move(*ev));
+    else if (const auto* fork = ev ? std::get_if<fork_event>(ev) : nullptr)
+      records.emplace_back(fork->hdr.ts_boot_ns, std::move(*ev));
   }
   std::stable_sort(records.begin(), records.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<ProcKey> replayed;
@@ -265,11 +262,9 @@ uint64_t Pipeline::step() {
   if (counters_.changes() != checkpointed_changes_ && now >= checkpointed_ns_ + checkpoint_gap_ns_)
     checkpoint(now);
   flows_->emit_updates(now, opts_.update_interval_ms * kMs);
-  if (ledger_)
-    procs_.expire(now, opts_.keep_exited_ms * kMs,
-                  [this](ProcKey k) { bpf_->store()->forget_process_record(k.tgid, k.start_ns); });
-  else
-    procs_.expire(now, opts_.keep_exited_ms * kMs);
+  std::function<void(ProcKey)> forgotten;  // its pinned exec record goes too
+  if (ledger_) forgotten = [this](ProcKey k) { bpf_->store()->forget_process_record(k.tgid, k.start_ns); };
+  procs_.expire(now, opts_.keep_exited_ms * kMs, forgotten);
   return now;
 }
 
